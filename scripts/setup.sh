@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install naas-trainer with its dev extras. Idempotent.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+    "$PY" -m venv .venv
+fi
+# shellcheck disable=SC1091
+source .venv/bin/activate
+if ! python -c "import naas_train, hwmodel, supernet, torch, pytorch_lightning, numba, timm" 2>/dev/null \
+   || [ pyproject.toml -nt .venv/.installed ]; then
+    python -m pip install -q --upgrade pip
+    # torch/torchvision pinned here only because this machine serves these builds from local disk;
+    # the package itself declares ranges (pyproject.toml).
+    python -m pip install -q "torch==2.14.1" "torchvision==0.29.1" || python -m pip install -q torch torchvision
+    python -m pip install -q -e ".[dev]"
+    touch .venv/.installed
+fi
