@@ -1,0 +1,30 @@
+"""Once-for-all elastic supernets (MobileNetV3, ResNet-50), their search spaces and tools."""
+
+from .bn_calibration import recalibrate_bn
+from .mbv3 import MobileNetV3, OFAMobileNetV3
+from .mbv3_space import MBV3Config, MBV3Space
+from .ofa_interop import convert_ofa_state_dict
+from .predictor import AccuracyPredictor
+from .profiling import profile
+from .resnet import OFAResNet50, ResNet
+from .resnet_space import ResNetConfig, ResNetSpace
+from .sorting import ChannelPermutations, apply_permutations
+from .space import GeneSpace
+
+__all__ = [
+    "OFAMobileNetV3",
+    "MobileNetV3",
+    "MBV3Space",
+    "MBV3Config",
+    "OFAResNet50",
+    "ResNet",
+    "ResNetSpace",
+    "ResNetConfig",
+    "GeneSpace",
+    "recalibrate_bn",
+    "profile",
+    "AccuracyPredictor",
+    "ChannelPermutations",
+    "apply_permutations",
+    "convert_ofa_state_dict",
+]

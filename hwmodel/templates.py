@@ -1,0 +1,164 @@
+"""Canonical dataflow templates: ``ws``, ``os``, ``is``, ``rs`` build a valid mapping for any layer and accelerator.
+
+A template fixes which dims each array axis unrolls (systolic arrays: ws = rows C*R*S, columns K; os = rows
+P*Q, columns K; is = rows C*R*S, columns P*Q), which dims a PE iterates in L1, and an L2 loop order that keeps
+the template's stationary tensor resident (its non-indexing dims innermost). Grouped/depthwise layers unroll
+G where K or C would collapse to 1. Sizes are then fitted: spatial factors minimise folds, L1 factors grow
+while the L1 tiles fit, and the outermost L2 loops spill to DRAM until the L2 tiles fit.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwmodel.accelerator import Accelerator
+from hwmodel.costmodel import _tile_words, evaluate_batch, layer_params
+from hwmodel.layer import DIMS, Layer
+from hwmodel.mapping import NUM_DIMS, Mapping
+
+
+@dataclass(frozen=True)
+class Dataflow:
+    rows: tuple[str, ...]
+    cols: tuple[str, ...]
+    l1: tuple[str, ...]
+    #: L2 (and DRAM) loops innermost first.
+    inner_to_outer: tuple[str, ...]
+
+
+DATAFLOWS: dict[str, Dataflow] = {
+    # weight stationary: weights pinned while outputs stream (NVDLA, TPU)
+    "ws": Dataflow(("C", "R", "S"), ("K",), ("Q", "P"), ("Q", "P", "N", "S", "R", "C", "K", "G")),
+    # output stationary: partial sums pinned while the reduction streams (ShiDianNao)
+    "os": Dataflow(("P", "Q"), ("K",), ("C", "S", "R"), ("S", "R", "C", "Q", "P", "N", "K", "G")),
+    # input stationary: inputs pinned while filters stream
+    "is": Dataflow(("C", "R", "S"), ("P", "Q"), ("K",), ("K", "S", "R", "C", "Q", "P", "N", "G")),
+    # row stationary (Eyeriss): filter rows on one axis, output rows on the other, 1-D convolutions in a PE
+    "rs": Dataflow(("R", "C"), ("P", "K"), ("S", "Q"), ("N", "Q", "P", "S", "C", "K", "R", "G")),
+}
+
+
+def _no_waste_values(rem: int, limit: int) -> list[int]:
+    """Factors ``v <= limit`` worth trying for a dim of ``rem`` iterations: ``ceil(rem / j)`` for all j."""
+    vals = {1}
+    for j in range(1, rem + 1):
+        v = -(-rem // j)
+        if v <= limit:
+            vals.add(v)
+        if v == 1:
+            break
+    return sorted(vals)
+
+
+def _substitute_groups(dims: tuple[str, ...], layer: Layer) -> tuple[str, ...]:
+    out = []
+    for d in dims:
+        if layer.G > 1 and ((d == "K" and layer.K == 1) or (d == "C" and layer.C == 1)):
+            d = "G"
+        if d not in out:
+            out.append(d)
+    return tuple(out)
+
+
+def _choose_axis(dims: list[int], rem: np.ndarray, size: int) -> dict[int, int]:
+    """Unroll factors for ``dims`` on an axis of ``size``: fewest folds, then most PEs used."""
+    dims = [d for d in dims if rem[d] > 1]
+    if not dims or size == 1:
+        return {}
+    options = [_no_waste_values(int(rem[d]), size) for d in dims]
+    best: tuple[int, int] | None = None
+    best_f: tuple[int, ...] = ()
+    for combo in itertools.product(*options):
+        if math.prod(combo) > size:
+            continue
+        folds = math.prod(-(-int(rem[d]) // f) for d, f in zip(dims, combo))
+        key = (folds, -math.prod(combo))
+        if best is None or key < best:
+            best, best_f = key, combo
+    return {d: f for d, f in zip(dims, best_f) if f > 1}
+
+
+def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping:
+    """The canonical ``dataflow`` mapping of ``layer`` on ``accel`` (raises ``ValueError`` if none fits)."""
+    if dataflow not in DATAFLOWS:
+        raise ValueError(f"unknown dataflow {dataflow!r}; choose one of {', '.join(DATAFLOWS)}")
+    flow = DATAFLOWS[dataflow]
+    dims = layer.dim_array
+    rem = dims.copy()
+    spatial = np.ones((3, NUM_DIMS), dtype=np.int64)
+    n_axes = len(accel.array)
+    prefs: list[tuple[str, ...]] = [flow.rows, flow.cols, ()]
+    if n_axes == 1:
+        prefs = [flow.rows + flow.cols]
+    for a in range(n_axes):
+        allowed = accel.connectivity[a]
+        wanted = [d for d in _substitute_groups(prefs[a], layer) if d in allowed]
+        if not wanted:  # the accelerator cannot do this dataflow on this axis: use what it can unroll
+            wanted = list(allowed)
+        chosen = _choose_axis([DIMS.index(d) for d in wanted], rem, accel.array[a])
+        for d, f in chosen.items():
+            spatial[a, d] = f
+            rem[d] = -(-rem[d] // f)
+
+    temporal = np.ones((3, NUM_DIMS), dtype=np.int64)
+    lp = layer_params(layer)
+    fac = np.ones((4, NUM_DIMS), dtype=np.int64)
+    fac[2] = spatial.prod(axis=0)
+    mult = 2 if accel.double_buffer[0] else 1
+
+    def l1_fits() -> bool:
+        w, i, o = (int(_tile_words(t, lp, fac, 3)) * mult for t in range(3))
+        if accel.l1_partition is not None:
+            pw, pi, po = accel.l1_partition
+            return w <= pw and i <= pi and o <= po
+        return w + i + o <= accel.l1_words
+
+    if not l1_fits():
+        raise ValueError(
+            f"accelerator {accel.name}: L1 ({accel.l1_words} entries) cannot hold even one weight, input and "
+            "partial sum (twice when double-buffered): raise l1_words / l1_partition"
+        )
+    if not accel.systolic:
+        for name in _substitute_groups(flow.l1, layer):
+            d = DIMS.index(name)
+            for v in reversed(_no_waste_values(int(rem[d]), int(rem[d]))):
+                fac[3, d] = v
+                if l1_fits():
+                    break
+            temporal[2, d] = fac[3, d]
+            rem[d] = -(-rem[d] // fac[3, d])
+
+    temporal[1] = rem
+    inner = [DIMS.index(d) for d in flow.inner_to_outer]
+    order_l2 = np.array(list(reversed(inner)), dtype=np.int64)
+    order_l1 = np.array([DIMS.index(d) for d in reversed(flow.l1)] + [d for d in range(NUM_DIMS) if DIMS[d] not in flow.l1], dtype=np.int64)
+    order = np.stack([order_l2, order_l2, order_l1])
+
+    # spill the outermost L2 loops to DRAM until the L2 tiles fit
+    while True:
+        codes, _, _ = evaluate_batch(layer, accel, temporal[None], spatial[None], order[None], parallel=False)
+        if codes[0] != 4:
+            break
+        for d in order_l2:
+            if temporal[1, d] > 1:
+                p = _smallest_prime_factor(int(temporal[1, d]))
+                temporal[1, d] = -(-temporal[1, d] // p)
+                temporal[0, d] *= p
+                break
+        else:
+            raise ValueError(
+                f"accelerator {accel.name}: L2 ({accel.l2_bytes} bytes) cannot hold the array's tiles of layer "
+                f"{layer.name or layer}: raise l2_bytes"
+            )
+    return Mapping(temporal=temporal, spatial=spatial, order=order)
+
+
+def _smallest_prime_factor(n: int) -> int:
+    for p in range(2, int(math.isqrt(n)) + 1):
+        if n % p == 0:
+            return p
+    return n

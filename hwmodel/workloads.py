@@ -1,0 +1,241 @@
+"""Workload readers: torch modules, ONNX graphs and torchvision models to :class:`hwmodel.Layer` lists.
+
+The only place in ``hwmodel`` that touches torch or onnx; both are imported inside the functions.
+
+Linear / MatMul inputs of rank >= 3 (``[B, T, ..., F]``) fold the batch into ``N`` and every token dim into ``P``
+(``N=B, P=T*...``), so tokens reuse the weights like output pixels do; rank 2 ``[B, F]`` gives ``N=B, P=1``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from hwmodel.layer import Layer, merge_layers
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+#: ONNX ops that do multiply-accumulate work this model cannot express.
+UNSUPPORTED_ONNX_OPS: frozenset[str] = frozenset(
+    {
+        "ConvTranspose",
+        "ConvInteger",
+        "QLinearConv",
+        "MatMulInteger",
+        "QLinearMatMul",
+        "Einsum",
+        "RNN",
+        "GRU",
+        "LSTM",
+        "Attention",
+        "MultiHeadAttention",
+        "DeformConv",
+    }
+)
+
+
+def _linear_layer(in_shape: Sequence[int], in_features: int, out_features: int, name: str) -> Layer:
+    """A matmul ``[..., in_features] x [in_features, out_features]`` (token dims folded into P)."""
+    lead = list(in_shape[:-1])
+    n = lead[0] if lead else 1
+    p = math.prod(lead[1:])
+    return Layer(K=out_features, C=in_features, N=n, P=p, name=name, op="linear")
+
+
+def _conv_layer(
+    name: str,
+    out_shape: Sequence[int],
+    weight_shape: Sequence[int],
+    groups: int,
+    stride: Sequence[int],
+    dilation: Sequence[int],
+) -> Layer:
+    """A conv from its output shape ``[(N,) K, *spatial]`` and weight shape ``[K, C/groups, *kernel]``."""
+    kernel = list(weight_shape[2:])
+    spatial = list(out_shape[-len(kernel) :])
+    n = out_shape[0] if len(out_shape) == len(kernel) + 2 else 1
+    if len(kernel) == 1:  # 1-D conv: the length runs along Q/S
+        spatial, kernel = [1, *spatial], [1, *kernel]
+        stride, dilation = [1, *stride], [1, *dilation]
+    return Layer(
+        K=weight_shape[0] // groups,
+        C=weight_shape[1],
+        P=spatial[0],
+        Q=spatial[1],
+        R=kernel[0],
+        S=kernel[1],
+        N=n,
+        G=groups,
+        stride=tuple(stride),
+        dilation=tuple(dilation),
+        name=name,
+        op="conv1d" if len(weight_shape) == 3 else "conv",
+    )
+
+
+def _torch_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """(modelled module types, module types that do MACs we cannot model)."""
+    from torch import nn
+
+    modelled = (nn.Conv1d, nn.Conv2d, nn.Linear)
+    unsupported = (
+        nn.Conv3d,
+        nn.modules.conv._ConvTransposeNd,
+        nn.MultiheadAttention,
+        nn.RNNBase,
+        nn.RNNCellBase,
+        nn.Bilinear,
+        nn.Transformer,
+        nn.TransformerEncoderLayer,
+        nn.TransformerDecoderLayer,
+    )
+    return modelled, unsupported
+
+
+def from_module(model: torch.nn.Module, input_shape: tuple[int, ...], merge: bool = True) -> list[Layer]:
+    """Layers of one CPU forward pass of ``model`` on zeros of ``input_shape`` (eval mode, no grad).
+
+    Conv1d/Conv2d (any groups, stride, dilation, padding) and Linear become Layers named by their qualified
+    module names; modules without modelled MACs (norms, activations, pooling, ...) are skipped; a module of a
+    MAC-doing type we cannot model (ConvTranspose, Conv3d, attention, RNNs, ...) raises ``ValueError``.
+    Functional ops called directly in ``forward`` (``F.conv2d``, ``torch.matmul``) are not seen.
+    """
+    import torch
+
+    modelled, unsupported = _torch_kinds()
+    layers: list[Layer] = []
+
+    def record(name: str, module: torch.nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, torch.nn.Linear):
+            layers.append(_linear_layer(inputs[0].shape, module.in_features, module.out_features, name))
+        else:
+            weight = module.weight.shape
+            layers.append(_conv_layer(name, output.shape, weight, module.groups, module.stride, module.dilation))
+
+    def refuse(name: str, module: torch.nn.Module) -> None:
+        raise ValueError(f"module {name!r} ({type(module).__name__}) does MACs that hwmodel.Layer cannot model")
+
+    handles = []
+    for name, module in model.named_modules():
+        if isinstance(module, unsupported):
+            handles.append(module.register_forward_pre_hook(lambda m, i, n=name: refuse(n, m)))
+        elif isinstance(module, modelled):
+            handles.append(module.register_forward_hook(lambda m, i, o, n=name: record(n, m, i, o)))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(torch.zeros(input_shape, device="cpu"))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return merge_layers(layers) if merge else layers
+
+
+def _onnx_dims(value_info: onnx.ValueInfoProto) -> list[int | str] | None:
+    """Dims of a ValueInfoProto (symbolic dims as their names), or None when it has no shape."""
+    tensor_type = value_info.type.tensor_type
+    if not tensor_type.HasField("shape"):
+        return None
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim]
+
+
+def from_onnx(
+    path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None, merge: bool = True
+) -> list[Layer]:
+    """Layers of an ONNX graph from shapes only (weights may be external or missing).
+
+    Conv (1-D/2-D), Gemm and MatMul with a 2-D right operand are read; output shapes come from ONNX shape
+    inference. ``input_shape`` replaces the shape of the first graph input that is not an initializer (needed
+    when that input has symbolic dims).
+    """
+    import onnx
+    from onnx import helper, shape_inference
+
+    model = onnx.load(str(path), load_external_data=False)
+    graph = model.graph
+    initializers = {t.name: list(t.dims) for t in graph.initializer}
+    data_inputs = [v for v in graph.input if v.name not in initializers]
+    if input_shape is not None:
+        if not data_inputs:
+            raise ValueError(f"input_shape given but {path} has no graph input that is not an initializer")
+        dims = data_inputs[0].type.tensor_type.shape.dim
+        if len(dims) != len(input_shape):
+            raise ValueError(f"input_shape has rank {len(input_shape)}; the graph input has rank {len(dims)}")
+        for dim, size in zip(dims, input_shape):
+            dim.Clear()
+            dim.dim_value = int(size)
+    symbolic_input = any(not isinstance(d, int) for v in data_inputs for d in _onnx_dims(v) or ["?"])
+    model = shape_inference.infer_shapes(model, data_prop=True)
+    graph = model.graph
+    shapes: dict[str, list[int | str] | None] = {
+        v.name: _onnx_dims(v) for v in [*graph.input, *graph.value_info, *graph.output]
+    }
+    shapes.update(initializers)
+
+    def shape(name: str, tensor: str) -> list[int]:
+        dims = shapes.get(tensor)
+        if dims is None or not all(isinstance(d, int) and d > 0 for d in dims):
+            hint = (
+                "pass input_shape=(N, C, H, W) to fix the graph input's dims"
+                if symbolic_input
+                else "ONNX shape inference cannot follow the ops computing it; export with static shapes"
+            )
+            raise ValueError(f"cannot infer the shape of {tensor!r} (node {name!r}): got {dims}; {hint}")
+        return dims
+
+    layers: list[Layer] = []
+    for i, node in enumerate(graph.node):
+        name = node.name or f"{node.op_type}_{i}"
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in UNSUPPORTED_ONNX_OPS:
+            raise ValueError(f"ONNX node {name!r} ({node.op_type}) does MACs that hwmodel.Layer cannot model")
+        if node.op_type == "Conv":
+            weight = shape(name, node.input[1])
+            if len(weight) not in (3, 4):
+                raise ValueError(f"ONNX node {name!r} is a {len(weight) - 2}-D Conv; only 1-D and 2-D are modelled")
+            rank = len(weight) - 2
+            layers.append(
+                _conv_layer(
+                    name,
+                    shape(name, node.output[0]),
+                    weight,
+                    attrs.get("group", 1),
+                    attrs.get("strides", [1] * rank),
+                    attrs.get("dilations", [1] * rank),
+                )
+            )
+        elif node.op_type == "Gemm":
+            a, b = shape(name, node.input[0]), shape(name, node.input[1])
+            rows = a[1] if attrs.get("transA", 0) else a[0]
+            c_in, k_out = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
+            layers.append(_linear_layer([rows, c_in], c_in, k_out, name))
+        elif node.op_type == "MatMul":
+            a, b = shape(name, node.input[0]), shape(name, node.input[1])
+            if len(b) != 2:
+                raise ValueError(f"ONNX node {name!r} (MatMul) has a rank-{len(b)} right operand; only 2-D is modelled")
+            layers.append(_linear_layer(a, b[0], b[1], name))
+    return merge_layers(layers) if merge else layers
+
+
+def torchvision_model(name: str) -> torch.nn.Module:
+    """A torchvision classification model by name, randomly initialised (no weights downloaded).
+
+    Only classification models: detection builders fetch backbone weights even with ``weights=None``.
+    """
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        raise ValueError(f"unknown torchvision model {name!r}; known classification models: {', '.join(sorted(known))}")
+    return torchvision.models.get_model(name, weights=None)
+
+
+def model_layers(name: str, resolution: int = 224, batch: int = 1) -> list[Layer]:
+    """Merged layers of torchvision model ``name`` on ``batch`` RGB images of ``resolution`` pixels square."""
+    return from_module(torchvision_model(name), (batch, 3, resolution, resolution))
