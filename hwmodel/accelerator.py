@@ -58,13 +58,21 @@ class Accelerator:
     energy_table: str = "accelergy45"
 
     def __post_init__(self) -> None:
-        array = tuple(int(a) for a in self.array)
+        try:
+            array = tuple(int(a) for a in self.array)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"Accelerator.array must be 1 to 3 integer axis sizes, got {self.array!r}") from None
         if not 1 <= len(array) <= 3:
             raise ValueError(f"Accelerator.array must have 1 to 3 axes, got {list(array)}")
         if min(array) < 1:
             raise ValueError(f"Accelerator.array sizes must be >= 1 (zero PEs is not an accelerator), got {list(array)}")
         object.__setattr__(self, "array", array)
-        conn = tuple(tuple(str(d) for d in axis) for axis in self.connectivity)
+        try:
+            conn = tuple(tuple(str(d) for d in axis) for axis in self.connectivity)
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"Accelerator.connectivity must list, per array axis, the dims it may unroll, got {self.connectivity!r}"
+            ) from None
         if len(conn) != len(array):
             raise ValueError(
                 f"Accelerator.connectivity needs one entry per array axis ({len(array)}), got {len(conn)}"
@@ -75,7 +83,10 @@ class Accelerator:
                     raise ValueError(f"Accelerator.connectivity[{a}] has unknown dim {d!r}; allowed: {', '.join(DIMS)}")
         object.__setattr__(self, "connectivity", conn)
         if self.l1_partition is not None:
-            part = tuple(int(v) for v in self.l1_partition)
+            try:
+                part = tuple(int(v) for v in self.l1_partition)
+            except (TypeError, ValueError, OverflowError):
+                part = ()
             if len(part) != 3 or min(part) < 1:
                 raise ValueError(
                     f"Accelerator.l1_partition must be 3 positive entry counts (weights, inputs, outputs), got {self.l1_partition}"
@@ -84,15 +95,26 @@ class Accelerator:
             object.__setattr__(self, "l1_words", sum(part))
         for name in ("l1_words", "l2_bytes", "word_bits", "psum_bits"):
             v = getattr(self, name)
-            if int(v) < 1:
-                raise ValueError(f"Accelerator.{name} must be >= 1, got {v}")
-            object.__setattr__(self, name, int(v))
+            try:
+                iv = int(v)
+            except (TypeError, ValueError, OverflowError):
+                iv = 0
+            if isinstance(v, bool) or iv < 1:
+                raise ValueError(f"Accelerator.{name} must be an integer >= 1, got {v!r}")
+            object.__setattr__(self, name, iv)
         for name in ("noc_bandwidth", "dram_bandwidth"):
-            v = float(getattr(self, name))
+            raw = getattr(self, name)
+            try:
+                v = float(raw)
+            except (TypeError, ValueError, OverflowError):
+                v = math.nan
             if not v > 0:
-                raise ValueError(f"Accelerator.{name} must be > 0 words/cycle, got {v}")
+                raise ValueError(f"Accelerator.{name} must be > 0 words/cycle, got {raw!r}")
             object.__setattr__(self, name, v)
-        db = tuple(bool(v) for v in self.double_buffer)
+        try:
+            db = tuple(bool(v) for v in self.double_buffer)
+        except (TypeError, ValueError):
+            db = ()
         if len(db) != 2:
             raise ValueError(f"Accelerator.double_buffer must be (l1, l2) flags, got {self.double_buffer}")
         object.__setattr__(self, "double_buffer", db)
@@ -152,6 +174,8 @@ class Accelerator:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Accelerator":
+        if not isinstance(data, dict):
+            raise ValueError(f"an accelerator spec must be a mapping of fields, got {type(data).__name__}")
         data = dict(data)
         data.pop("schema_version", None)
         allowed = {f.name for f in fields(cls)}
@@ -167,15 +191,11 @@ class Accelerator:
             bad = set(part) - set(TENSORS)
             if bad or len(part) != 3:
                 raise ValueError(f"Accelerator.l1_partition needs keys {list(TENSORS)}, got {sorted(part)}")
-            data["l1_partition"] = tuple(int(part[t]) for t in TENSORS)
+            data["l1_partition"] = tuple(part[t] for t in TENSORS)
         if "l1_words" not in data:
             if data.get("l1_partition") is None:
                 raise ValueError("accelerator spec needs l1_words (shared L1) or l1_partition")
-            data["l1_words"] = sum(data["l1_partition"])
-        data["array"] = tuple(data["array"])
-        data["connectivity"] = tuple(tuple(a) for a in data["connectivity"])
-        if "double_buffer" in data:
-            data["double_buffer"] = tuple(data["double_buffer"])
+            data["l1_words"] = 1  # replaced by the sum of l1_partition (validated there)
         return cls(**data)
 
     def to_json(self) -> str:
@@ -210,7 +230,7 @@ def load_accelerator(spec: "str | os.PathLike | Accelerator") -> Accelerator:
     if text.startswith("systolic:"):
         return systolic(text)
     path = Path(text)
-    if not path.exists():
+    if not path.is_file():
         raise ValueError(
             f"accelerator {text!r} is not a preset ({', '.join(sorted(PRESETS))}), not systolic:RxC, "
             "and no such JSON/YAML file exists"

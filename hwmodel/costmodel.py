@@ -132,18 +132,19 @@ def _count_valid(dim, f0, f1, f2, f3, c0, c1, c2, c3):
 
 
 @njit(cache=True)
-def _transfer(t, lp, fac, rel, cnt, tile_from):
+def _transfer(t, lp, fac, rel, m0, m1, c2, tile_from):
     """Words moved into a level for tensor ``t``, summed over all fills (valid data only).
 
-    ``fac[l, d]``: radices (0 DRAM, 1 L2, 2 spatial, 3 L1). Digits ``>= tile_from`` form the tile; for dims
-    that do not index ``t``, ``cnt[l, d]`` says which outer digits count as separate fills.
+    ``fac[l, d]``: radices (0 DRAM, 1 L2, 2 spatial, 3 L1). Digits ``>= tile_from`` form the tile. For dims
+    that do not index ``t``, bit ``d`` of ``m0`` / ``m1`` says whether the DRAM / L2 digit counts as separate
+    fills, ``c2`` whether the spatial digit does (each PE its own copy) or not (multicast).
     """
     total = 1.0
     for d in range(8):
         if rel[t, d]:
             continue
         total *= _count_valid(lp[d], fac[0, d], fac[1, d], fac[2, d], fac[3, d],
-                              cnt[0, d], cnt[1, d], cnt[2, d], cnt[3, d])
+                              (m0 >> d) & 1, (m1 >> d) & 1, c2, 0)
         if total == 0.0:
             return 0.0
     if t == _I_T:
@@ -168,15 +169,19 @@ def _transfer(t, lp, fac, rel, cnt, tile_from):
     return total
 
 
-@njit(cache=True)
-def _tile_words(t, lp, fac, tile_from):
-    """Words of tensor ``t``'s tile held by a level whose tile is formed by digits ``>= tile_from``."""
-    b = np.empty(8, dtype=np.int64)
+@njit(cache=True, inline="always")
+def _tile_bounds(lp, fac, tile_from, b):
+    """Largest extent per dim of a tile formed by digits ``>= tile_from`` (written into ``b``)."""
     for d in range(8):
         v = 1
         for l in range(tile_from, 4):
             v *= fac[l, d]
         b[d] = min(v, lp[d])
+
+
+@njit(cache=True, inline="always")
+def _tile_words(t, lp, b):
+    """Words of tensor ``t``'s tile with extents ``b``."""
     if t == _W_T:
         return b[_G] * b[_K] * b[_C] * b[_R] * b[_S]
     if t == _O_T:
@@ -187,10 +192,13 @@ def _tile_words(t, lp, fac, tile_from):
 
 
 @njit(cache=True)
-def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics, counts):
-    """Evaluate one mapping; fills ``metrics`` and ``counts`` and returns the validity code."""
+def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics, counts, fac, b, mk, ev):
+    """Evaluate one mapping; fills ``metrics`` and ``counts`` and returns the validity code.
+
+    ``fac`` (int64[4, 8]), ``b`` (int64[8]), ``mk`` (int64[9]) and ``ev`` (float64[3]) are scratch space;
+    ``ev`` ends up holding the padded fill events of each tensor's L1 tiles (folds on a systolic array).
+    """
     n_axes = ai[0]
-    fac = np.empty((4, 8), dtype=np.int64)
     for d in range(8):
         sp = 1
         for a in range(3):
@@ -214,28 +222,29 @@ def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics,
     # --- capacity ---
     m1 = 2 if ai[7] else 1
     m2 = 2 if ai[8] else 1
-    l1w = _tile_words(_W_T, lp, fac, 3)
-    l1i = _tile_words(_I_T, lp, fac, 3)
-    l1o = _tile_words(_O_T, lp, fac, 3)
+    _tile_bounds(lp, fac, 3, b)
+    l1w = _tile_words(_W_T, lp, b)
+    l1i = _tile_words(_I_T, lp, b)
+    l1o = _tile_words(_O_T, lp, b)
     if ai[2]:
         if l1w * m1 > ai[4] or l1i * m1 > ai[5] or l1o * m1 > ai[6]:
             return 3
     elif (l1w + l1i + l1o) * m1 > ai[3]:
         return 3
-    l2b = (_tile_words(_W_T, lp, fac, 1) + _tile_words(_I_T, lp, fac, 1)) * af[1] + _tile_words(_O_T, lp, fac, 1) * af[2]
+    _tile_bounds(lp, fac, 1, b)
+    l2b = (_tile_words(_W_T, lp, b) + _tile_words(_I_T, lp, b)) * af[1] + _tile_words(_O_T, lp, b) * af[2]
     if l2b * m2 > af[0]:
         return 4
 
     # --- which outer loops count as separate fills (stationarity) ---
-    # cnt_a: for L1 fills / L2 reads; cnt_b: for L2 fills from DRAM. Rows: digit 0..3.
-    cnt_a = np.zeros((3, 4, 8), dtype=np.int64)
-    cnt_b = np.zeros((3, 4, 8), dtype=np.int64)
-    ev_a = np.ones(3, dtype=np.float64)  # padded fill events of L1 (folds)
+    # Per tensor, bitmasks over dims: ma0/ma1 = DRAM/L2 digits that refill L1 (and the array), mb0 = DRAM
+    # digits that refill L2. A level keeps its tile across the innermost run of loops not indexing t.
+    ma0 = mk[0:3]
+    ma1 = mk[3:6]
+    mb0 = mk[6:9]
     for t in range(3):
-        for d in range(8):
-            cnt_a[t, 0, d] = 1
-            cnt_a[t, 1, d] = 1
-            cnt_b[t, 0, d] = 1
+        m0 = 255
+        m1 = 255
         running = True
         for pos in range(7, -1, -1):
             d = order[1, pos]
@@ -243,62 +252,71 @@ def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics,
                 if rel[t, d]:
                     running = False
                     break
-                cnt_a[t, 1, d] = 0
+                m1 &= ~(1 << d)
         if running:
             for pos in range(7, -1, -1):
                 d = order[0, pos]
                 if fac[0, d] > 1:
                     if rel[t, d]:
                         break
-                    cnt_a[t, 0, d] = 0
+                    m0 &= ~(1 << d)
+        mb = 255
         for pos in range(7, -1, -1):
             d = order[0, pos]
             if fac[0, d] > 1:
                 if rel[t, d]:
                     break
-                cnt_b[t, 0, d] = 0
-        ev = 1.0
+                mb &= ~(1 << d)
+        e = 1.0
         for d in range(8):
-            if cnt_a[t, 0, d]:
-                ev *= fac[0, d]
-            if cnt_a[t, 1, d]:
-                ev *= fac[1, d]
-        ev_a[t] = ev
+            if (m0 >> d) & 1:
+                e *= fac[0, d]
+            if (m1 >> d) & 1:
+                e *= fac[1, d]
+        ma0[t] = m0
+        ma1[t] = m1
+        mb0[t] = mb
+        ev[t] = e
+    ev_w = ev[_W_T]
+    ev_i = ev[_I_T]
+    ev_o = ev[_O_T]
 
     lp_macs = 1.0
     for d in range(8):
         lp_macs *= lp[d]
     o_size = float(lp[_N] * lp[_G] * lp[_K] * lp[_P] * lp[_Q])
 
-    fl1 = np.empty(3, dtype=np.float64)  # per-PE L1 fills (O: drains)
-    rl2 = np.empty(3, dtype=np.float64)  # L2 side of the array transfers (multicast/reduction collapsed)
-    fl2 = np.empty(3, dtype=np.float64)  # L2 fills from DRAM (O: drains to DRAM)
+    # per tensor: fl1 = per-PE L1 fills (outputs: drains), rl2 = the L2 side of the array transfers
+    # (multicast / spatial reduction collapsed), fl2 = L2 fills from DRAM (outputs: drains to DRAM)
+    rl2_o = 0.0
+    fl1_o = 0.0
+    fl2_o = 0.0
+    noc_wi = 0.0
     for t in range(3):
-        c = cnt_a[t]
-        for d in range(8):
-            c[2, d] = 1  # every PE fills its own copy
-        fl1[t] = _transfer(t, lp, fac, rel, c, 3)
-        for d in range(8):
-            c[2, d] = 0  # one L2 read serves all PEs that differ only in dims not indexing t
-        rl2[t] = _transfer(t, lp, fac, rel, c, 2)
-        fl2[t] = _transfer(t, lp, fac, rel, cnt_b[t], 1)
-
-    for t in range(2):
-        counts[t, 0] = lp_macs
-        counts[t, 1] = fl1[t]
-        counts[t, 2] = fl1[t]
-        counts[t, 3] = rl2[t]
-        counts[t, 4] = fl2[t]
-        counts[t, 5] = fl2[t]
-        counts[t, 6] = 0.0
-    psum_in = rl2[_O_T] - o_size  # partial sums sent back into the array
+        fl1 = _transfer(t, lp, fac, rel, ma0[t], ma1[t], 1, 3)  # every PE fills its own copy
+        rl2 = _transfer(t, lp, fac, rel, ma0[t], ma1[t], 0, 2)  # one L2 read serves PEs differing in non-indexing dims
+        fl2 = _transfer(t, lp, fac, rel, mb0[t], 0, 0, 1)
+        if t == _O_T:
+            rl2_o = rl2
+            fl1_o = fl1
+            fl2_o = fl2
+        else:
+            noc_wi += rl2
+            counts[t, 0] = lp_macs
+            counts[t, 1] = fl1
+            counts[t, 2] = fl1
+            counts[t, 3] = rl2
+            counts[t, 4] = fl2
+            counts[t, 5] = fl2
+            counts[t, 6] = 0.0
+    psum_in = rl2_o - o_size  # partial sums sent back into the array
     counts[_O_T, 0] = lp_macs + psum_in
     counts[_O_T, 1] = lp_macs + psum_in
-    counts[_O_T, 2] = fl1[_O_T] + psum_in
-    counts[_O_T, 3] = psum_in + fl2[_O_T]
-    counts[_O_T, 4] = rl2[_O_T] + fl2[_O_T] - o_size
-    counts[_O_T, 5] = fl2[_O_T] - o_size
-    counts[_O_T, 6] = fl2[_O_T]
+    counts[_O_T, 2] = fl1_o + psum_in
+    counts[_O_T, 3] = psum_in + fl2_o
+    counts[_O_T, 4] = rl2_o + fl2_o - o_size
+    counts[_O_T, 5] = fl2_o - o_size
+    counts[_O_T, 6] = fl2_o
 
     # --- energy ---
     e_mac = lp_macs * af[5]
@@ -323,17 +341,16 @@ def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics,
     for d in range(8):
         compute *= fac[0, d] * fac[1, d] * fac[3, d]
     if ai[1]:
-        st = 0
-        for t in range(1, 3):
-            if ev_a[t] < ev_a[st]:
-                st = t
+        folds = min(ev_w, ev_i)
         skew = 0
         for a in range(n_axes):
             skew += arr[a] - 1
-        if st != _O_T:
+        if ev_o < folds:  # output stationary: nothing to preload
+            folds = ev_o
+        else:
             skew += arr[0]
-        compute += ev_a[st] * skew
-    noc_words = rl2[_W_T] + rl2[_I_T] + psum_in + rl2[_O_T]
+        compute += folds * skew
+    noc_words = noc_wi + psum_in + rl2_o
     dram_words = 0.0
     for t in range(3):
         dram_words += counts[t, 5] + counts[t, 6]
@@ -364,25 +381,39 @@ def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics,
     return 0
 
 
+_CHUNK = 512
+
+
+@njit(cache=True)
+def _evaluate_range(lp, temporal, spatial, order, arr, conn, ai, af, rel, codes, metrics, counts, lo, hi):
+    fac = np.empty((4, 8), dtype=np.int64)
+    b = np.empty(8, dtype=np.int64)
+    mk = np.empty(9, dtype=np.int64)
+    ev = np.empty(3, dtype=np.float64)
+    for i in range(lo, hi):
+        codes[i] = _evaluate_one(lp, temporal[i], spatial[i], order[i], arr, conn, ai, af, rel,
+                                 metrics[i], counts[i], fac, b, mk, ev)
+
+
 @njit(cache=True, parallel=True)
 def _evaluate_batch(lp, temporal, spatial, order, arr, conn, ai, af, rel):
-    b = temporal.shape[0]
-    codes = np.zeros(b, dtype=np.int64)
-    metrics = np.full((b, len(METRICS)), np.inf)
-    counts = np.zeros((b, 3, len(ACCESS_KINDS)))
-    for i in prange(b):
-        codes[i] = _evaluate_one(lp, temporal[i], spatial[i], order[i], arr, conn, ai, af, rel, metrics[i], counts[i])
+    n = temporal.shape[0]
+    codes = np.zeros(n, dtype=np.int64)
+    metrics = np.full((n, len(METRICS)), np.inf)
+    counts = np.zeros((n, 3, len(ACCESS_KINDS)))
+    for c in prange((n + _CHUNK - 1) // _CHUNK):
+        _evaluate_range(lp, temporal, spatial, order, arr, conn, ai, af, rel, codes, metrics, counts,
+                        c * _CHUNK, min(n, (c + 1) * _CHUNK))
     return codes, metrics, counts
 
 
 @njit(cache=True)
 def _evaluate_batch_serial(lp, temporal, spatial, order, arr, conn, ai, af, rel):
-    b = temporal.shape[0]
-    codes = np.zeros(b, dtype=np.int64)
-    metrics = np.full((b, len(METRICS)), np.inf)
-    counts = np.zeros((b, 3, len(ACCESS_KINDS)))
-    for i in range(b):
-        codes[i] = _evaluate_one(lp, temporal[i], spatial[i], order[i], arr, conn, ai, af, rel, metrics[i], counts[i])
+    n = temporal.shape[0]
+    codes = np.zeros(n, dtype=np.int64)
+    metrics = np.full((n, len(METRICS)), np.inf)
+    counts = np.zeros((n, 3, len(ACCESS_KINDS)))
+    _evaluate_range(lp, temporal, spatial, order, arr, conn, ai, af, rel, codes, metrics, counts, 0, n)
     return codes, metrics, counts
 
 
@@ -395,13 +426,16 @@ def evaluate_batch(
     temporal: np.ndarray,
     spatial: np.ndarray,
     order: np.ndarray,
-    parallel: bool = True,
+    parallel: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Evaluate a batch of mappings given as arrays ``temporal[B,3,8]``, ``spatial[B,3,8]``, ``order[B,3,8]``.
 
     Returns ``(codes[B], metrics[B, len(METRICS)], counts[B, 3, len(ACCESS_KINDS)])``; ``codes`` index
-    :data:`INVALID_REASONS` (0 = valid; invalid rows hold ``inf`` metrics).
+    :data:`INVALID_REASONS` (0 = valid; invalid rows hold ``inf`` metrics). ``parallel=None`` uses all numba
+    threads for batches of at least 4096 mappings.
     """
+    if parallel is None:
+        parallel = len(temporal) >= 4096
     arr, conn, ai, af = accel_params(accel)
     fn = _evaluate_batch if parallel else _evaluate_batch_serial
     return fn(

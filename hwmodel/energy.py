@@ -97,5 +97,5 @@ ENERGY_TABLES: dict[str, EnergyTable] = {t.name: t for t in (ACCELERGY45, EYERIS
 def get_energy_table(name: str) -> EnergyTable:
     try:
         return ENERGY_TABLES[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown energy_table {name!r}; choose one of {sorted(ENERGY_TABLES)}") from None

@@ -27,12 +27,15 @@ RELEVANCE = np.array([[1 if d in TENSOR_DIMS[t] else 0 for d in DIMS] for t in T
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:
-    if isinstance(value, (tuple, list)):
-        if len(value) != 2:
-            raise ValueError(f"Layer.{name} must be an int or a pair (h, w), got {value!r}")
-        pair = (int(value[0]), int(value[1]))
-    else:
-        pair = (int(value), int(value))
+    try:
+        if isinstance(value, (tuple, list)):
+            if len(value) != 2:
+                raise ValueError
+            pair = (int(value[0]), int(value[1]))
+        else:
+            pair = (int(value), int(value))
+    except (TypeError, ValueError, OverflowError):
+        raise ValueError(f"Layer.{name} must be an int or a pair (h, w), got {value!r}") from None
     if min(pair) < 1:
         raise ValueError(f"Layer.{name} must be >= 1, got {value!r}")
     return pair
@@ -68,11 +71,13 @@ class Layer:
                 raise ValueError(f"Layer.{d} must be an integer, got {v!r}")
             if v < 1:
                 raise ValueError(f"Layer.{d} must be >= 1 (a positive size), got {v}")
+            if v >= 2**31:
+                raise ValueError(f"Layer.{d} must be < 2**31, got {v}")
             object.__setattr__(self, d, int(v))
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
-        if int(self.count) < 1:
-            raise ValueError(f"Layer.count must be >= 1, got {self.count}")
+        if not isinstance(self.count, (int, np.integer)) or isinstance(self.count, bool) or self.count < 1:
+            raise ValueError(f"Layer.count must be an integer >= 1, got {self.count!r}")
         object.__setattr__(self, "count", int(self.count))
 
     # --- shapes ---------------------------------------------------------------------------------------
@@ -130,6 +135,8 @@ class Layer:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Layer":
+        if not isinstance(data, dict):
+            raise ValueError(f"a Layer must be a mapping of fields (K, C, ...), got {type(data).__name__}")
         allowed = set(DIMS) | {"stride", "dilation", "name", "count", "op"}
         unknown = set(data) - allowed
         if unknown:

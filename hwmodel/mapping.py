@@ -41,12 +41,21 @@ class Mapping:
     order: np.ndarray
 
     def __post_init__(self) -> None:
-        self.temporal = np.asarray(self.temporal, dtype=np.int64).reshape(3, NUM_DIMS)
-        spatial = np.asarray(self.spatial, dtype=np.int64)
-        if spatial.ndim == 2 and spatial.shape[0] < MAX_AXES:
-            spatial = np.vstack([spatial, np.ones((MAX_AXES - spatial.shape[0], NUM_DIMS), dtype=np.int64)])
-        self.spatial = spatial.reshape(MAX_AXES, NUM_DIMS)
-        self.order = np.asarray(self.order, dtype=np.int64).reshape(3, NUM_DIMS)
+        try:
+            self.temporal = np.asarray(self.temporal, dtype=np.int64).reshape(3, NUM_DIMS)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"mapping temporal must be 3 x {NUM_DIMS} integer factors (DRAM, L2, L1 x dims)") from None
+        try:
+            spatial = np.asarray(self.spatial, dtype=np.int64)
+            if spatial.ndim == 2 and spatial.shape[0] < MAX_AXES:
+                spatial = np.vstack([spatial, np.ones((MAX_AXES - spatial.shape[0], NUM_DIMS), dtype=np.int64)])
+            self.spatial = spatial.reshape(MAX_AXES, NUM_DIMS)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"mapping spatial must be up to {MAX_AXES} x {NUM_DIMS} integer unroll factors (axes x dims)") from None
+        try:
+            self.order = np.asarray(self.order, dtype=np.int64).reshape(3, NUM_DIMS)
+        except (TypeError, ValueError, OverflowError):
+            raise ValueError(f"mapping order must be 3 permutations of the {NUM_DIMS} dim indices (DRAM, L2, L1)") from None
         if (self.temporal < 1).any():
             lvl, d = np.argwhere(self.temporal < 1)[0]
             raise ValueError(f"mapping factor {TEMPORAL_LEVELS[lvl]}.{DIMS[d]} must be >= 1, got {self.temporal[lvl, d]}")
@@ -113,34 +122,54 @@ class Mapping:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Mapping":
+        if not isinstance(data, dict):
+            raise ValueError(f"a mapping must be an object with temporal, order, spatial; got {type(data).__name__}")
         unknown = set(data) - {"temporal", "order", "spatial"}
         if unknown:
-            raise ValueError(f"unknown mapping field(s) {sorted(unknown)}; allowed: temporal, order, spatial")
+            raise ValueError(f"unknown mapping field(s) {sorted(unknown, key=str)}; allowed: temporal, order, spatial")
+
+        def factor(where: str, d: Any, v: Any) -> int:
+            if d not in DIMS:
+                raise ValueError(f"unknown dim {d!r} in mapping {where}; allowed: {', '.join(DIMS)}")
+            integral = isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer())
+            if isinstance(v, bool) or not integral or not -(2**62) < v < 2**62:
+                raise ValueError(f"mapping factor {where}.{d} must be an integer, got {v!r}")
+            return int(v)
+
+        def levels(key: str) -> dict[str, Any]:
+            value = data.get(key, {})
+            if not isinstance(value, dict):
+                raise ValueError(f"mapping {key} must be an object keyed by level ({', '.join(TEMPORAL_LEVELS)})")
+            for lvl in value:
+                if lvl not in TEMPORAL_LEVELS:
+                    raise ValueError(f"unknown mapping level {lvl!r}; allowed: {', '.join(TEMPORAL_LEVELS)}")
+            return value
+
         temporal = np.ones((3, NUM_DIMS), dtype=np.int64)
-        for lvl, factors in data.get("temporal", {}).items():
-            if lvl not in TEMPORAL_LEVELS:
-                raise ValueError(f"unknown mapping level {lvl!r}; allowed: {', '.join(TEMPORAL_LEVELS)}")
+        for lvl, factors in levels("temporal").items():
+            if not isinstance(factors, dict):
+                raise ValueError(f"mapping temporal.{lvl} must be an object of dim: factor")
             for d, v in factors.items():
-                if d not in DIMS:
-                    raise ValueError(f"unknown dim {d!r} in mapping level {lvl}; allowed: {', '.join(DIMS)}")
-                temporal[TEMPORAL_LEVELS.index(lvl), DIMS.index(d)] = int(v)
+                temporal[TEMPORAL_LEVELS.index(lvl), DIMS.index(d) if d in DIMS else 0] = factor(lvl, d, v)
         order = np.tile(np.arange(NUM_DIMS, dtype=np.int64), (3, 1))
-        for lvl, dims in data.get("order", {}).items():
-            if lvl not in TEMPORAL_LEVELS:
-                raise ValueError(f"unknown mapping level {lvl!r}; allowed: {', '.join(TEMPORAL_LEVELS)}")
+        for lvl, dims in levels("order").items():
+            if not isinstance(dims, (list, tuple)):
+                raise ValueError(f"mapping order.{lvl} must be a list of the dims {', '.join(DIMS)}, got {dims!r}")
             bad = [d for d in dims if d not in DIMS]
             if bad:
                 raise ValueError(f"unknown dim(s) {bad} in mapping order of {lvl}; allowed: {', '.join(DIMS)}")
             order[TEMPORAL_LEVELS.index(lvl)] = [DIMS.index(d) for d in dims] if len(dims) == NUM_DIMS else -1
         spatial = np.ones((MAX_AXES, NUM_DIMS), dtype=np.int64)
         axes = data.get("spatial", [])
+        if not isinstance(axes, (list, tuple)):
+            raise ValueError("mapping spatial must be a list (one object of dim: factor per array axis)")
         if len(axes) > MAX_AXES:
             raise ValueError(f"mapping has {len(axes)} spatial axes; at most {MAX_AXES}")
         for a, factors in enumerate(axes):
+            if not isinstance(factors, dict):
+                raise ValueError(f"mapping spatial axis {a} must be an object of dim: factor")
             for d, v in factors.items():
-                if d not in DIMS:
-                    raise ValueError(f"unknown dim {d!r} in mapping spatial axis {a}; allowed: {', '.join(DIMS)}")
-                spatial[a, DIMS.index(d)] = int(v)
+                spatial[a, DIMS.index(d) if d in DIMS else 0] = factor(f"spatial axis {a}", d, v)
         return cls(temporal=temporal, spatial=spatial, order=order)
 
     def to_json(self) -> str:
@@ -215,15 +244,29 @@ def mapping_from_factors(
 def load_mapping(path: str | os.PathLike) -> "Mapping | dict[str, Mapping]":
     """Load a mapping JSON file: one mapping, or ``{"layers": [{"name", "mapping"}, ...]}`` (per layer)."""
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise ValueError(f"mapping file {path} does not exist")
     try:
         data = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise ValueError(f"mapping file {path} is not valid JSON: {exc}") from exc
-    if "layers" in data:
-        return {entry["name"]: Mapping.from_dict(entry["mapping"]) for entry in data["layers"]}
-    return Mapping.from_dict(data)
+    if isinstance(data, dict) and "layers" in data:
+        entries = data["layers"]
+        if not isinstance(entries, list):
+            raise ValueError(f"mapping file {path}: 'layers' must be a list of {{\"name\", \"mapping\"}} objects")
+        out: dict[str, Mapping] = {}
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict) or "name" not in entry or "mapping" not in entry:
+                raise ValueError(f"mapping file {path}: layers[{i}] needs keys 'name' and 'mapping'")
+            try:
+                out[str(entry["name"])] = Mapping.from_dict(entry["mapping"])
+            except ValueError as exc:
+                raise ValueError(f"mapping file {path}, layer {entry['name']!r}: {exc}") from None
+        return out
+    try:
+        return Mapping.from_dict(data)
+    except ValueError as exc:
+        raise ValueError(f"mapping file {path}: {exc}") from None
 
 
 def ceil_div(a: int, b: int) -> int:

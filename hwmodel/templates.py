@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.costmodel import _tile_words, evaluate_batch, layer_params
+from hwmodel.costmodel import _tile_bounds, _tile_words, evaluate_batch, layer_params
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import NUM_DIMS, Mapping
 
@@ -111,7 +111,9 @@ def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping
     mult = 2 if accel.double_buffer[0] else 1
 
     def l1_fits() -> bool:
-        w, i, o = (int(_tile_words(t, lp, fac, 3)) * mult for t in range(3))
+        b = np.empty(NUM_DIMS, dtype=np.int64)
+        _tile_bounds(lp, fac, 3, b)
+        w, i, o = (int(_tile_words(t, lp, b)) * mult for t in range(3))
         if accel.l1_partition is not None:
             pw, pi, po = accel.l1_partition
             return w <= pw and i <= pi and o <= po

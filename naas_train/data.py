@@ -158,7 +158,7 @@ class SupernetData(pl.LightningDataModule):
             self.train_set, self.val_set = self.splits()
 
     def _rank(self) -> tuple[int, int]:
-        trainer = self._trainer
+        trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _loader(self, dataset: Dataset, batch_size: int) -> DataLoader:
@@ -208,7 +208,7 @@ class SupernetData(pl.LightningDataModule):
         return int(generator(self.seed, Stream.RESOLUTION, step).choice(self.resolutions))
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        trainer = self._trainer
+        trainer = self.trainer
         if trainer is None or not trainer.training:
             return batch
         images, targets = batch

@@ -20,7 +20,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from naas_train.data import resize
 from naas_train.phases import Phase, phase_at, phase_scheduler
 from naas_train.rng import Stream, derive_seed, generator, seeded
-from supernet import OFAMobileNetV3, recalibrate_bn
+from supernet import recalibrate_bn
 from supernet.sorting import ChannelPermutations
 
 GRID = ("min", "mid", "max")
@@ -283,11 +283,11 @@ class SupernetModule(pl.LightningModule):
         count = self.trainer.strategy.reduce(val["count"], reduce_op="sum")
         accuracy = correct / count.clamp(min=1)
         for name in GRID:
-            values = [a for (n, cfg), a in zip(val["grid"], accuracy) if n == name]
-            for (n, cfg), a in zip(val["grid"], accuracy):
-                if n == name and len(self.val_resolutions) > 1:
-                    self.log(f"val/acc_{name}_r{cfg.r}", a, sync_dist=True)
-            self.log(f"val/acc_{name}", torch.stack(values).mean(), prog_bar=True, sync_dist=True)
+            picked = [(cfg.r, a) for (n, cfg), a in zip(val["grid"], accuracy) if n == name]
+            self.log(f"val/acc_{name}", torch.stack([a for _, a in picked]).mean(), prog_bar=True, sync_dist=True)
+            if len(picked) > 1:
+                for r, a in picked:
+                    self.log(f"val/acc_{name}_r{r}", a, sync_dist=True)
         self.log("val/acc", accuracy.mean(), sync_dist=True)
         self._val = {}
 

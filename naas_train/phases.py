@@ -41,11 +41,6 @@ class Phase:
         return any(c is not None and len(set(c)) > 1 for c in (self.ks_list, self.expand_list, self.depth_list))
 
 
-def total_epochs(phases: Sequence[Phase]) -> int:
-    """Epochs of the whole schedule."""
-    return sum(p.epochs for p in phases)
-
-
 def phase_at(phases: Sequence[Phase], epoch: int) -> tuple[int, int]:
     """``(phase index, first epoch of that phase)`` for ``epoch``; past the schedule, the last phase continues."""
     start = 0

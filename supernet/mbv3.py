@@ -283,8 +283,9 @@ class OFAMobileNetV3(nn.Module):
     def sort_channels(self, keep: int = 0) -> ChannelPermutations:
         """Importance-sort every elastic block's middle channels in place; returns the permutations applied.
 
-        ``keep = k`` keeps the channel sets of the ``k`` smaller expand ratios nested under the larger
-        ones already trained (progressive shrinking phase ``k``); see ``importance_order``.
+        ``keep = k`` keeps the channel sets of the ``k`` next-smaller expand ratios (already trained in
+        progressive-shrinking phase ``k``) while re-sorting inside them; ``keep >= len(expand_list) - 1``
+        preserves every subnet's function. See ``importance_order``.
         """
         perms: ChannelPermutations = {}
         for i, block in enumerate(self.blocks):

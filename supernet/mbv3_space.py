@@ -106,9 +106,9 @@ class MBV3Space(GeneSpace[MBV3Config]):
         return [s * self.max_depth + i for s, d in enumerate(cfg.d) for i in range(d)]
 
     def encode(self, cfg: MBV3Config) -> np.ndarray:
-        """One-hot kernel and expand ratio per block (all zero when the block is skipped), then ``r / 224``.
+        """One-hot kernel and expand ratio per block (all zero when the block is skipped), then resolution hats.
 
-        Length ``n_blocks * (len(ks_list) + len(expand_list)) + 1`` (OFA's arch encoder layout plus a scalar r).
+        Length ``n_blocks * (len(ks_list) + len(expand_list)) + len(resolution_grid)`` (OFA's arch-encoder layout).
         """
         self.validate(cfg)
         active = set(self.active_blocks(cfg))
@@ -116,5 +116,5 @@ class MBV3Space(GeneSpace[MBV3Config]):
         for i in range(self.n_blocks):
             feats += self._one_hot(cfg.ks[i], self.ks_list, i in active)
             feats += self._one_hot(cfg.e[i], self.expand_list, i in active)
-        feats.append(cfg.r / 224.0)
+        feats += self._encode_resolution(cfg.r)
         return np.asarray(feats, dtype=np.float32)

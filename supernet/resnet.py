@@ -113,8 +113,11 @@ class ElasticBottleneck(nn.Module):
         return layers, out_size
 
     def sort_channels(self, keep: int = 0) -> ChannelPermutations:
-        """Sort conv2's outputs by conv3's input-weight L1 norm, then conv1's outputs by conv2's (OFA's order)."""
-        widths = [self.mid_channels(max(self.out_widths), e) for e in self.expand_ratios[::-1]]
+        """Sort conv2's outputs by conv3's input-weight L1 norm, then conv1's outputs by conv2's (OFA's order).
+
+        The nested widths are every middle width the block can take (all output widths x expand ratios).
+        """
+        widths = sorted({self.mid_channels(w, e) for w in self.out_widths for e in self.expand_ratios}, reverse=True)
         bn = ("weight", "bias", "running_mean", "running_var")
         perms: ChannelPermutations = defaultdict(list)
         for reader, writer in (("conv3", "conv2"), ("conv2", "conv1")):
@@ -262,7 +265,11 @@ class OFAResNet50(nn.Module):
 
     # --- training utilities -------------------------------------------------------------------------
     def sort_channels(self, keep: int = 0) -> ChannelPermutations:
-        """Importance-sort every bottleneck's middle channels in place; returns the permutations applied."""
+        """Importance-sort every bottleneck's middle channels in place; returns the permutations applied.
+
+        ``keep = k`` keeps the channel sets of the ``k`` largest-but-one middle widths (over all width and
+        expand choices); a ``keep`` of at least the number of such widths preserves every subnet's function.
+        """
         perms: ChannelPermutations = {}
         for i, block in enumerate(self.blocks):
             perms.update({f"blocks.{i}.{n}": steps for n, steps in block.sort_channels(keep).items()})

@@ -132,7 +132,7 @@ class ResNetSpace(GeneSpace[ResNetConfig]):
         return out
 
     def encode(self, cfg: ResNetConfig) -> np.ndarray:
-        """Stem-skip flag, one-hot width index per stem conv / stage, one-hot ``e`` per active block, ``r / 224``."""
+        """Stem-skip flag, one-hot width index per stem conv / stage, one-hot ``e`` per active block, resolution hats."""
         self.validate(cfg)
         active = set(self.active_blocks(cfg))
         feats: list[float] = [1.0 if cfg.d[0] < self.max_depth else 0.0]
@@ -140,5 +140,5 @@ class ResNetSpace(GeneSpace[ResNetConfig]):
             feats += self._one_hot(w, range(len(self.width_mult_list)))
         for i in range(self.n_blocks):
             feats += self._one_hot(cfg.e[i], self.expand_list, i in active)
-        feats.append(cfg.r / 224.0)
+        feats += self._encode_resolution(cfg.r)
         return np.asarray(feats, dtype=np.float32)

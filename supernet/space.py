@@ -93,6 +93,20 @@ class GeneSpace(Generic[Config]):
         }
         return self.make_config(genes, a.r if rng.random() < 0.5 else b.r)
 
+    #: Resolution grid of the encoding: OFA's elastic resolutions 128..224 in steps of 4 (Cai et al., ICLR 2020,
+    #: Sec. 4.1) covered with headroom up to 320 on a 16 px grid.
+    resolution_grid: tuple[int, ...] = tuple(range(128, 321, 16))
+
+    def _encode_resolution(self, r: int) -> list[float]:
+        """Piecewise-linear 'hat' features of ``r`` on ``resolution_grid`` (clamped to its range).
+
+        A scalar ``r`` is too weak a feature for an MLP next to dozens of one-hots; the hats give each grid
+        point its own unit while staying continuous for resolutions between grid points.
+        """
+        grid = np.asarray(self.resolution_grid, dtype=np.float64)
+        r = float(np.clip(r, grid[0], grid[-1]))
+        return np.clip(1.0 - np.abs(r - grid) / (grid[1] - grid[0]), 0.0, 1.0).tolist()
+
     @staticmethod
     def _one_hot(value: Any, choices: Sequence, active: bool = True) -> list[float]:
         return [1.0 if active and value == c else 0.0 for c in choices]

@@ -1,0 +1,544 @@
+"""Mapping search for a fixed accelerator: NAAS's importance encoding under an evolution strategy.
+
+Genome (floats in [0, 1], :data:`NUM_GENES` of them):
+
+* ``[0:24)`` spatial: per array axis and dim, how much of the dim that axis unrolls (axes hand out their PEs
+  to the dims they may unroll in decreasing gene order);
+* ``[24:32)`` / ``[32:40)`` L1 / L2 tiling: the fraction (on a log scale) of what is left of each dim that the
+  level iterates; DRAM takes the rest. Only "no-waste" factors ``ceil(r / j)`` are produced;
+* ``[40:48)`` / ``[48:56)`` DRAM / L2 loop order: one importance per dim, sorted (most important outermost).
+
+Decoding and evaluation of a whole population run in one numba call.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numba import njit, prange
+
+from hwmodel.accelerator import Accelerator
+from hwmodel.costmodel import (
+    M_CYCLES, M_EDP, M_ENERGY, Cost, _evaluate_one, _REL, _tile_words, accel_params, evaluate, layer_params,
+)
+from hwmodel.layer import Layer
+from hwmodel.mapping import Mapping
+from hwmodel.templates import DATAFLOWS, template_mapping
+
+NUM_GENES = 56
+#: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
+PARALLEL_MIN_BATCH = 4096
+OBJECTIVES = {"edp": M_EDP, "latency": M_CYCLES, "energy": M_ENERGY}
+Objective = Literal["edp", "latency", "energy"]
+
+
+@njit(cache=True, inline="always")
+def _chunk(r, g):
+    """A no-waste factor of ``r`` chosen by ``g`` in [0, 1]: ``ceil(r / j)`` with ``j = round(r ** (1 - g))``."""
+    if r <= 1:
+        return 1
+    j = int(np.floor(r ** (1.0 - g) + 0.5))
+    if j < 1:
+        j = 1
+    return (r + j - 1) // j
+
+
+@njit(cache=True)
+def _fits(lp, temporal, spatial, lvl, ai, af, b):
+    """Whether the L1 (``lvl`` 0) or L2 (``lvl`` 1) tiles of a partial mapping fit (DRAM factors ignored)."""
+    for d in range(8):
+        v = temporal[2, d]
+        if lvl == 1:
+            v *= temporal[1, d]
+            for a in range(3):
+                v *= spatial[a, d]
+        b[d] = min(v, lp[d])
+    w = _tile_words(0, lp, b)
+    i = _tile_words(1, lp, b)
+    o = _tile_words(2, lp, b)
+    if lvl == 0:
+        m = 2 if ai[7] else 1
+        if ai[2]:
+            return w * m <= ai[4] and i * m <= ai[5] and o * m <= ai[6]
+        return (w + i + o) * m <= ai[3]
+    m = 2 if ai[8] else 1
+    return ((w + i) * af[1] + o * af[2]) * m <= af[0]
+
+
+@njit(cache=True)
+def _decode(genes, lp, arr, conn, ai, af, temporal, spatial, order):
+    """Write the mapping encoded by ``genes`` into ``temporal``, ``spatial``, ``order``."""
+    n_axes = ai[0]
+    bnd = np.empty(8, dtype=np.int64)
+    rem = np.empty(8, dtype=np.int64)
+    for d in range(8):
+        rem[d] = lp[d]
+    for a in range(3):
+        for d in range(8):
+            spatial[a, d] = 1
+    idx = np.empty(8, dtype=np.int64)
+    for a in range(n_axes):
+        room = arr[a]
+        # dims this axis may unroll, by decreasing gene
+        n = 0
+        for d in range(8):
+            if conn[a, d]:
+                idx[n] = d
+                n += 1
+        for i in range(1, n):
+            j = i
+            while j > 0 and genes[a * 8 + idx[j]] > genes[a * 8 + idx[j - 1]]:
+                t = idx[j]
+                idx[j] = idx[j - 1]
+                idx[j - 1] = t
+                j -= 1
+        for i in range(n):
+            d = idx[i]
+            if room <= 1:
+                break
+            f = _chunk(rem[d], genes[a * 8 + d])
+            if f > room:
+                f = room
+            spatial[a, d] = f
+            rem[d] = (rem[d] + f - 1) // f
+            room //= f
+    # L1 then L2 tiling: dims in decreasing gene order take the factor their gene asks for, shrunk (through
+    # no-waste values) until the level's tiles fit, so nearly every genome decodes to a valid mapping.
+    for lvl in range(2):
+        gbase = 24 + 8 * lvl
+        row = 2 - lvl  # temporal row: L1 = 2, L2 = 1
+        for d in range(8):
+            temporal[row, d] = 1
+        for d in range(8):
+            idx[d] = d
+        for i in range(1, 8):
+            j = i
+            while j > 0 and genes[gbase + idx[j]] > genes[gbase + idx[j - 1]]:
+                t = idx[j]
+                idx[j] = idx[j - 1]
+                idx[j - 1] = t
+                j -= 1
+        for i in range(8):
+            d = idx[i]
+            r = rem[d]
+            f = _chunk(r, genes[gbase + d])
+            while True:
+                temporal[row, d] = f
+                if f == 1 or _fits(lp, temporal, spatial, lvl, ai, af, bnd):
+                    break
+                j = (r + f - 1) // f  # next smaller no-waste factor ceil(r / j)
+                nf = f
+                while nf >= f:
+                    j += 1
+                    nf = (r + j - 1) // j
+                f = nf
+            rem[d] = (r + f - 1) // f
+    for d in range(8):
+        temporal[0, d] = rem[d]
+    for lvl in range(2):
+        base = 40 + 8 * lvl
+        for d in range(8):
+            order[lvl, d] = d
+        for i in range(1, 8):  # most important outermost
+            j = i
+            while j > 0 and genes[base + order[lvl, j]] > genes[base + order[lvl, j - 1]]:
+                t = order[lvl, j]
+                order[lvl, j] = order[lvl, j - 1]
+                order[lvl, j - 1] = t
+                j -= 1
+    for d in range(8):
+        order[2, d] = d
+
+
+@njit(cache=True)
+def _decode_evaluate_range(genes, lp, arr, conn, ai, af, rel, metric, fit, temporal, spatial, order, lo, hi):
+    fac = np.empty((4, 8), dtype=np.int64)
+    b = np.empty(8, dtype=np.int64)
+    mk = np.empty(9, dtype=np.int64)
+    ev = np.empty(3, dtype=np.float64)
+    metrics = np.empty(14)
+    counts = np.empty((3, 7))
+    for i in range(lo, hi):
+        _decode(genes[i], lp, arr, conn, ai, af, temporal[i], spatial[i], order[i])
+        code = _evaluate_one(lp, temporal[i], spatial[i], order[i], arr, conn, ai, af, rel, metrics, counts,
+                             fac, b, mk, ev)
+        fit[i] = metrics[metric] if code == 0 else np.inf
+
+
+@njit(cache=True, parallel=True)
+def _decode_evaluate(genes, lp, arr, conn, ai, af, rel, metric, parallel):
+    """Decode and evaluate a population; returns (fitness (inf if invalid), temporal, spatial, order)."""
+    n = genes.shape[0]
+    fit = np.full(n, np.inf)
+    temporal = np.empty((n, 3, 8), dtype=np.int64)
+    spatial = np.empty((n, 3, 8), dtype=np.int64)
+    order = np.empty((n, 3, 8), dtype=np.int64)
+    if not parallel:
+        _decode_evaluate_range(genes, lp, arr, conn, ai, af, rel, metric, fit, temporal, spatial, order, 0, n)
+        return fit, temporal, spatial, order
+    chunk = 256
+    for c in prange((n + chunk - 1) // chunk):
+        _decode_evaluate_range(genes, lp, arr, conn, ai, af, rel, metric, fit, temporal, spatial, order,
+                               c * chunk, min(n, (c + 1) * chunk))
+    return fit, temporal, spatial, order
+
+
+class MappingProblem:
+    """One (layer, accelerator, objective): decodes and scores genomes in batches."""
+
+    def __init__(self, layer: Layer, accel: Accelerator, objective: Objective = "edp") -> None:
+        if objective not in OBJECTIVES:
+            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        self.layer, self.accel, self.objective = layer, accel, objective
+        self._lp = layer_params(layer)
+        self._arr, self._conn, self._ai, self._af = accel_params(accel)
+        self._metric = OBJECTIVES[objective]
+
+    def score(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        genes = np.ascontiguousarray(genes, dtype=np.float64)
+        return _decode_evaluate(genes, self._lp, self._arr, self._conn, self._ai, self._af, _REL, self._metric,
+                                len(genes) >= PARALLEL_MIN_BATCH)
+
+    def decode(self, genes: np.ndarray) -> Mapping:
+        _, t, s, o = self.score(genes[None])
+        return Mapping(t[0], s[0], o[0])
+
+
+@dataclass
+class MappingResult:
+    """Best mapping found, its cost (re-evaluated through :func:`hwmodel.evaluate`), and the search trace."""
+
+    mapping: Mapping
+    cost: Cost
+    genes: np.ndarray | None
+    evaluations: int
+    source: str
+    history: list[float] = field(default_factory=list)
+    objective: str = "edp"
+
+    @property
+    def fitness(self) -> float:
+        return _objective_value(self.cost, self.objective)
+
+
+def _objective_value(cost: Cost, objective: str) -> float:
+    return {"edp": cost.edp, "latency": cost.cycles, "energy": cost.energy_pj}[objective]
+
+
+def best_template(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> tuple[str, Mapping, Cost] | None:
+    """The best of the ws/os/is/rs templates (``None`` when no template fits the buffers)."""
+    best = None
+    for name in DATAFLOWS:
+        try:
+            m = template_mapping(layer, accel, name)
+        except ValueError:
+            continue
+        c = evaluate(layer, accel, m)
+        if c.valid and (best is None or _objective_value(c, objective) < _objective_value(best[2], objective)):
+            best = (name, m, c)
+    return best
+
+
+def search_mapping(
+    layer: Layer,
+    accel: Accelerator,
+    objective: Objective = "edp",
+    budget: int = 2000,
+    seed: int = 0,
+    method: Literal["es", "random", "exhaustive"] = "es",
+    population: int = 64,
+    warm_start: np.ndarray | None = None,
+    include_templates: bool = True,
+    polish_budget: int | None = None,
+) -> MappingResult:
+    """Search a mapping of ``layer`` on ``accel`` minimising ``objective`` within ``budget`` evaluations.
+
+    ``method="es"``: a (mu, lambda) evolution strategy with elitism, Gaussian mutation and uniform crossover
+    over the genome above; ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
+    (small layers only, ``budget`` ignored). The best genome found is then polished by local search
+    (:func:`polish_mapping`, ``polish_budget`` evaluations, default ``budget // 2``). ``warm_start``: genomes seeding the first generation (e.g. the
+    parent accelerator's best mappings). The canonical templates are evaluated too unless
+    ``include_templates=False``, so the result is never worse than the best template. Deterministic for a
+    given seed. Raises ``ValueError`` when no valid mapping is found.
+    """
+    if budget < 1:
+        raise ValueError(f"search budget must be >= 1 evaluation, got {budget}")
+    problem = MappingProblem(layer, accel, objective)
+    if method == "exhaustive":
+        return exhaustive_mapping(layer, accel, objective)
+    if polish_budget is None:
+        polish_budget = budget // 2
+    rng = np.random.default_rng(seed)
+    best_fit, best_genes, best_map = np.inf, None, None
+    history: list[float] = []
+    evals = 0
+
+    def consider(genes: np.ndarray) -> np.ndarray:
+        nonlocal best_fit, best_genes, best_map, evals
+        fit, t, s, o = problem.score(genes)
+        evals += len(genes)
+        i = int(np.argmin(fit))
+        if fit[i] < best_fit:
+            best_fit, best_genes, best_map = float(fit[i]), genes[i].copy(), Mapping(t[i], s[i], o[i])
+        history.append(best_fit)
+        return fit
+
+    if method == "random":
+        while evals < budget:
+            consider(rng.random((min(population, budget - evals), NUM_GENES)))
+    elif method == "es":
+        lam = max(4, min(population, budget))
+        mu = max(2, lam // 4)
+        init = rng.random((lam, NUM_GENES))
+        if warm_start is not None and len(warm_start):
+            ws = np.asarray(warm_start, dtype=np.float64).reshape(-1, NUM_GENES)[:lam]
+            init[: len(ws)] = ws
+        pop = init
+        fit = consider(pop)
+        sigma = 0.25
+        while evals < budget:
+            ranked = np.argsort(fit, kind="stable")
+            parents = pop[ranked[:mu]]
+            n = min(lam, budget - evals)
+            pick = rng.integers(0, mu, size=n)
+            children = parents[pick].copy()
+            cross = rng.random(n) < 0.3
+            if cross.any():
+                mates = parents[rng.integers(0, mu, size=int(cross.sum()))]
+                mask = rng.random((int(cross.sum()), NUM_GENES)) < 0.5
+                children[cross] = np.where(mask, children[cross], mates)
+            children += rng.normal(0.0, sigma, children.shape) * (rng.random(children.shape) < 0.3)
+            np.clip(children, 0.0, 1.0, out=children)
+            child_fit = consider(children)
+            # elitist: the next generation is the best lam of parents and children
+            pool = np.vstack([parents, children])
+            pool_fit = np.concatenate([fit[ranked[:mu]], child_fit])
+            keep = np.argsort(pool_fit, kind="stable")[:lam]
+            pop, fit = pool[keep], pool_fit[keep]
+            sigma = max(0.02, sigma * 0.97)
+    else:
+        raise ValueError(f"unknown search method {method!r}; choose es, random or exhaustive")
+
+    source = method
+    if best_map is not None and evals < budget + polish_budget:
+        best_map, best_fit, used = polish_mapping(layer, accel, best_map, objective, polish_budget)
+        evals += used
+        history.append(best_fit)
+    result_map = best_map
+    if include_templates:
+        tpl = best_template(layer, accel, objective)
+        if tpl is not None and _objective_value(tpl[2], objective) < best_fit:
+            source, result_map, best_genes = f"template:{tpl[0]}", tpl[1], None
+    if result_map is None:
+        raise ValueError(
+            f"no valid mapping of layer {layer.name or layer} on accelerator {accel.name} was found "
+            f"in {evals} evaluations: buffers may be too small for this layer (raise l1_words / l2_bytes)"
+        )
+    cost = evaluate(layer, accel, result_map)
+    return MappingResult(result_map, cost, best_genes, evals, source, history, objective)
+
+
+# --- local search ------------------------------------------------------------------------------------------
+
+_PRIMES = (2, 3, 5, 7)
+
+
+def _neighbours(layer: Layer, accel: Accelerator, m: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mappings one move away: a prime factor moved between two places (L1, spatial axes, L2, DRAM) of a dim,
+    a whole factor moved, or two loops of the DRAM / L2 order swapped. DRAM factors are re-minimised."""
+    dims = layer.dim_array
+    conn = accel.connectivity_mask()
+    n_axes = len(accel.array)
+    ts, ss, os_ = [], [], []
+
+    def emit(t: np.ndarray, s: np.ndarray, o: np.ndarray) -> None:
+        sp = s.prod(axis=0)
+        t[2] = np.minimum(t[2], np.maximum(1, -(-dims // sp)))  # drop padding a move made superfluous
+        t[1] = np.minimum(t[1], np.maximum(1, -(-dims // (sp * t[2]))))
+        t[0] = np.maximum(1, -(-dims // (sp * t[2] * t[1])))
+        ts.append(t)
+        ss.append(s)
+        os_.append(o)
+
+    # places a factor can live: ("t", level) temporal (L2 = 1, L1 = 2) or ("s", axis)
+    places = [("t", 1), ("t", 2)] + [("s", a) for a in range(n_axes)]
+    for d in range(8):
+        if dims[d] == 1:
+            continue
+        for src in places + [("t", 0)]:
+            for dst in places:
+                if src == dst or (dst[0] == "s" and not conn[dst[1], d]):
+                    continue
+                sv = m.temporal[src[1], d] if src[0] == "t" else m.spatial[src[1], d]
+                if sv == 1 and src != ("t", 0):
+                    continue
+                for p in _PRIMES + (int(sv),):
+                    if p < 2 or (src != ("t", 0) and p > sv):
+                        continue
+                    t, s = m.temporal.copy(), m.spatial.copy()
+                    if src[0] == "t":
+                        t[src[1], d] = -(-t[src[1], d] // p)
+                    else:
+                        s[src[1], d] = -(-s[src[1], d] // p)
+                    if dst[0] == "t":
+                        t[dst[1], d] *= p
+                    else:
+                        s[dst[1], d] *= p
+                        if s[dst[1]].prod() > accel.array[dst[1]]:
+                            continue
+                    emit(t, s, m.order.copy())
+    for a in range(n_axes):  # hand PEs of an axis from one dim to another
+        for d1 in range(8):
+            if m.spatial[a, d1] == 1:
+                continue
+            for d2 in range(8):
+                if d2 == d1 or not conn[a, d2] or dims[d2] == 1:
+                    continue
+                for p in _PRIMES:
+                    if p > m.spatial[a, d1]:
+                        break
+                    t, s = m.temporal.copy(), m.spatial.copy()
+                    s[a, d1] = -(-s[a, d1] // p)
+                    t[1, d1] *= p
+                    s[a, d2] *= p
+                    if s[a].prod() <= accel.array[a]:
+                        emit(t, s, m.order.copy())
+    for lvl in range(2):
+        for i in range(8):
+            for j in range(i + 1, 8):
+                o = m.order.copy()
+                o[lvl, i], o[lvl, j] = o[lvl, j], o[lvl, i]
+                emit(m.temporal.copy(), m.spatial.copy(), o)
+    return np.stack(ts), np.stack(ss), np.stack(os_)
+
+
+def polish_mapping(
+    layer: Layer, accel: Accelerator, mapping: Mapping, objective: Objective = "edp", budget: int = 1000
+) -> tuple[Mapping, float, int]:
+    """Steepest-descent local search from ``mapping`` over :func:`_neighbours`; returns (mapping, fitness,
+    evaluations used). Stops at a local optimum or when ``budget`` evaluations are spent."""
+    from hwmodel.costmodel import evaluate_batch
+
+    metric = OBJECTIVES[objective]
+    codes, metrics, _ = evaluate_batch(layer, accel, mapping.temporal[None], mapping.spatial[None],
+                                       mapping.order[None], parallel=False)
+    best = float(metrics[0, metric]) if codes[0] == 0 else np.inf
+    used = 1
+    while used < budget:
+        t, s, o = _neighbours(layer, accel, mapping)
+        n = min(len(t), budget - used)
+        codes, metrics, _ = evaluate_batch(layer, accel, t[:n], s[:n], o[:n])
+        used += n
+        fit = np.where(codes == 0, metrics[:, metric], np.inf)
+        i = int(np.argmin(fit))
+        if not fit[i] < best * (1 - 1e-12):
+            break
+        best, mapping = float(fit[i]), Mapping(t[i], s[i], o[i])
+    return mapping, best, used
+
+
+# --- exhaustive search (reference for small layers) --------------------------------------------------------
+
+
+def _no_waste(r: int) -> list[int]:
+    return sorted({-(-r // j) for j in range(1, r + 1)})
+
+
+def _axis_splits(rem: list[int], allowed: list[int], size: int) -> list[dict[int, int]]:
+    """All assignments of no-waste unroll factors to ``allowed`` dims with product <= size."""
+    out: list[dict[int, int]] = []
+
+    def rec(i: int, room: int, cur: dict[int, int]) -> None:
+        if i == len(allowed):
+            out.append(dict(cur))
+            return
+        d = allowed[i]
+        for f in _no_waste(rem[d]):
+            if f <= room:
+                cur[d] = f
+                rec(i + 1, room // f, cur)
+        cur.pop(d, None)
+
+    rec(0, size, {})
+    return out
+
+
+def _orders(active: list[int]) -> list[list[int]]:
+    """Loop orders that differ in cost: permutations of the dims with a factor > 1, the rest appended."""
+    rest = [d for d in range(8) if d not in active]
+    return [list(p) + rest for p in itertools.permutations(active)]
+
+
+def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int = 5_000_000):
+    """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers."""
+    dims = layer.dim_array.tolist()
+    axis_choices = []
+    for a, size in enumerate(accel.array):
+        allowed = [i for i, d in enumerate(("N", "G", "K", "C", "P", "Q", "R", "S")) if d in accel.connectivity[a]]
+        axis_choices.append((a, allowed, size))
+    spatial_options: list[np.ndarray] = []
+
+    def rec_axes(k: int, rem: list[int], sp: np.ndarray) -> None:
+        if k == len(axis_choices):
+            spatial_options.append(sp.copy())
+            return
+        a, allowed, size = axis_choices[k]
+        for split in _axis_splits(rem, allowed, size):
+            nrem = rem.copy()
+            sp2 = sp.copy()
+            for d, f in split.items():
+                sp2[a, d] = f
+                nrem[d] = -(-nrem[d] // f)
+            rec_axes(k + 1, nrem, sp2)
+
+    rec_axes(0, dims, np.ones((3, 8), dtype=np.int64))
+    batch_t, batch_s, batch_o = [], [], []
+    total = 0
+    for sp in spatial_options:
+        rem = [-(-dims[d] // int(sp[:, d].prod())) for d in range(8)]
+        per_dim = []
+        for d in range(8):
+            opts = []
+            for f1 in _no_waste(rem[d]):
+                r2 = -(-rem[d] // f1)
+                for f2 in _no_waste(r2):
+                    opts.append((-(-r2 // f2), f2, f1))
+            per_dim.append(opts)
+        for split in itertools.product(*per_dim):
+            temporal = np.array(split, dtype=np.int64).T
+            dram_active = [d for d in range(8) if temporal[0, d] > 1]
+            l2_active = [d for d in range(8) if temporal[1, d] > 1]
+            for od in _orders(dram_active):
+                for o2 in _orders(l2_active):
+                    batch_t.append(temporal)
+                    batch_s.append(sp)
+                    batch_o.append(np.array([od, o2, list(range(8))], dtype=np.int64))
+                    total += 1
+                    if total > limit:
+                        raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")
+                    if len(batch_t) == 65536:
+                        yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
+                        batch_t, batch_s, batch_o = [], [], []
+    if batch_t:
+        yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
+
+
+def exhaustive_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> MappingResult:
+    """The optimum over the whole encoded space (no-waste factors, all distinct loop orders)."""
+    from hwmodel.costmodel import evaluate_batch
+
+    metric = OBJECTIVES[objective]
+    best_fit, best_map, evals = np.inf, None, 0
+    for t, s, o in enumerate_mappings(layer, accel):
+        codes, metrics, _ = evaluate_batch(layer, accel, t, s, o)
+        evals += len(t)
+        fit = np.where(codes == 0, metrics[:, metric], np.inf)
+        i = int(np.argmin(fit))
+        if fit[i] < best_fit:
+            best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+    if best_map is None:
+        raise ValueError(f"no valid mapping of {layer} on {accel.name}: buffers too small")
+    return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "exhaustive", [best_fit], objective)
