@@ -13,13 +13,14 @@ from hwmodel.accelerator import Accelerator
 
 #: Eyeriss v1 (Chen et al., ISSCC/ISCA 2016): 12x14 PEs, row-stationary. Spads per PE: 12-entry ifmap,
 #: 224-entry filter, 24-entry psum; 108 KB global buffer; 16-bit data (as in the Timeloop eyeriss_like
-#: example, psums kept at 16 bits). Rows unroll filter rows R (folded with input channels / groups as
-#: Eyeriss's PE sets do), columns output rows P (folded with filters K). Assumed: 16 words/cycle
-#: between buffer and array (four 64-bit buses), 4 words/cycle DRAM (one 64-bit interface).
+#: example, psums kept at 16 bits). Strict row stationary as NAAS (Lin et al., DAC 2021) models it: rows
+#: unroll filter rows R, columns output rows P (the chip also folds channels onto idle PE sets; the
+#: strict form is the baseline NAAS improves on). Assumed: 16 words/cycle between buffer and array
+#: (four 64-bit buses), 4 words/cycle DRAM (one 64-bit interface, as the Timeloop example's LPDDR4).
 EYERISS = Accelerator(
     name="eyeriss",
     array=(12, 14),
-    connectivity=(("R", "C", "G"), ("P", "K")),
+    connectivity=(("R",), ("P",)),
     l1_words=260,
     l1_partition=(224, 12, 24),
     l2_bytes=108 * 1024,

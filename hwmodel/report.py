@@ -63,8 +63,16 @@ def layer_dims(layer: Layer) -> dict[str, Any]:
     return {**layer.dims, "stride": list(layer.stride), "dilation": list(layer.dilation)}
 
 
-def best_template(layer: Layer, accel: Accelerator, dataflows: Sequence[str] = tuple(DATAFLOWS)) -> tuple[str, Mapping, Cost]:
-    """The template (of ``dataflows``) with the lowest EDP for ``layer`` on ``accel``: ``(name, mapping, cost)``.
+def objective_value(cost: Cost, objective: str = "edp") -> float:
+    """The figure an objective minimises: ``edp``, ``latency`` (cycles) or ``energy``."""
+    return {"edp": cost.edp, "latency": cost.cycles, "energy": cost.energy_pj}[objective]
+
+
+def best_template(
+    layer: Layer, accel: Accelerator, dataflows: Sequence[str] = tuple(DATAFLOWS), objective: str = "edp"
+) -> tuple[str, Mapping, Cost]:
+    """The template (of ``dataflows``) with the lowest ``objective`` for ``layer`` on ``accel``:
+    ``(name, mapping, cost)``.
 
     Raises ``ValueError`` (the first template's reason) when no template fits the accelerator.
     """
@@ -77,7 +85,7 @@ def best_template(layer: Layer, accel: Accelerator, dataflows: Sequence[str] = t
             first_error = first_error or exc
             continue
         cost = evaluate(layer, accel, mapping)
-        if cost.valid and (best is None or cost.edp < best[2].edp):
+        if cost.valid and (best is None or objective_value(cost, objective) < objective_value(best[2], objective)):
             best = (name, mapping, cost)
     if best is None:
         if first_error is not None:

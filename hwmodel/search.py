@@ -26,7 +26,7 @@ from hwmodel.costmodel import (
 )
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
-from hwmodel.templates import DATAFLOWS, template_mapping
+from hwmodel.report import best_template, objective_value
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
@@ -221,25 +221,7 @@ class MappingResult:
 
     @property
     def fitness(self) -> float:
-        return _objective_value(self.cost, self.objective)
-
-
-def _objective_value(cost: Cost, objective: str) -> float:
-    return {"edp": cost.edp, "latency": cost.cycles, "energy": cost.energy_pj}[objective]
-
-
-def best_template(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> tuple[str, Mapping, Cost] | None:
-    """The best of the ws/os/is/rs templates (``None`` when no template fits the buffers)."""
-    best = None
-    for name in DATAFLOWS:
-        try:
-            m = template_mapping(layer, accel, name)
-        except ValueError:
-            continue
-        c = evaluate(layer, accel, m)
-        if c.valid and (best is None or _objective_value(c, objective) < _objective_value(best[2], objective)):
-            best = (name, m, c)
-    return best
+        return objective_value(self.cost, self.objective)
 
 
 def search_mapping(
@@ -329,8 +311,11 @@ def search_mapping(
         history.append(best_fit)
     result_map = best_map
     if include_templates:
-        tpl = best_template(layer, accel, objective)
-        if tpl is not None and _objective_value(tpl[2], objective) < best_fit:
+        try:
+            tpl = best_template(layer, accel, objective=objective)
+        except ValueError:
+            tpl = None
+        if tpl is not None and objective_value(tpl[2], objective) < best_fit:
             source, result_map, best_genes = f"template:{tpl[0]}", tpl[1], None
     if result_map is None:
         raise ValueError(

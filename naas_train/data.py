@@ -239,7 +239,7 @@ class ImageFolderData(SupernetData):
         holdout: float = 0.0,
         scale: tuple[float, float] = (0.08, 1.0),
         hflip: float = 0.5,
-        color_jitter: float = 0.4,
+        color_jitter: float | tuple[float, ...] = 0.4,
         auto_augment: str | None = None,
         crop_pct: float = 0.875,
         **kwargs: Any,
@@ -259,7 +259,7 @@ class ImageFolderData(SupernetData):
         self.holdout = holdout
         self.scale = tuple(scale)
         self.hflip = hflip
-        self.color_jitter = color_jitter
+        self.color_jitter = color_jitter if isinstance(color_jitter, float) else tuple(color_jitter)
         self.auto_augment = auto_augment
         self.crop_pct = crop_pct
 

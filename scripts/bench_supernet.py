@@ -107,14 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     sync(device)
 
     rates: dict[str, list[float]] = {name: [] for name in models}
+    cpu_rates: dict[str, list[float]] = {name: [] for name in models}
     for _ in range(args.rounds):
         for name, step in steps.items():
             sync(device)
-            start = time.perf_counter()
+            start, cpu_start = time.perf_counter(), time.process_time()
             for _ in range(args.steps):
                 step()
             sync(device)
-            rates[name].append(args.steps * args.batch_size / (time.perf_counter() - start))
+            images = args.steps * args.batch_size
+            rates[name].append(images / (time.perf_counter() - start))
+            cpu_rates[name].append(images / (time.process_time() - cpu_start))
 
     hw = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or platform.machine()}, {args.threads} threads"
     print(f"# train step, OFA MobileNetV3 w1.0 largest subnet (k7 e6 d4), batch {args.batch_size}, {args.resolution} px, "
@@ -122,12 +125,13 @@ def main(argv: list[str] | None = None) -> int:
           f"{args.rounds} alternating rounds x {args.steps} steps")
     base = statistics.median(rates["ours: extracted max subnet"])
     ref = statistics.median(rates["ofa package: supernet (max subnet)"]) if "ofa package: supernet (max subnet)" in rates else None
-    print(f"| {'model':44s} | img/s (median) | min..max        | vs extracted | vs ofa supernet |")
-    print(f"|{'-' * 46}|----------------|-----------------|--------------|-----------------|")
+    print(f"| {'model':44s} | img/s (median) | min..max        | vs extracted | vs ofa supernet | img per CPU-s |")
+    print(f"|{'-' * 46}|---------------:|----------------:|-------------:|----------------:|--------------:|")
     for name, r in rates.items():
         med = statistics.median(r)
         vs_ref = f"{med / ref:.2f}x" if ref else "n/a"
-        print(f"| {name:44s} | {med:14.1f} | {min(r):6.1f}..{max(r):<7.1f} | {med / base:11.3f}x | {vs_ref:>15s} |")
+        print(f"| {name:44s} | {med:14.1f} | {min(r):6.1f}..{max(r):<7.1f} | {med / base:11.3f}x | {vs_ref:>15s} "
+              f"| {statistics.median(cpu_rates[name]):13.1f} |")
     return 0
 
 

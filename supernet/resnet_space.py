@@ -86,13 +86,11 @@ class ResNetSpace(GeneSpace[ResNetConfig]):
         # OFA samples the stem gene from {min, max} only (d[0] < max skips the stem's residual conv).
         return {"d": [(d[0], d[-1])] + [d] * self.n_stages, "e": [e] * self.n_blocks, "w": [w] * (self.n_stages + 2)}
 
-    def validate(self, cfg: ResNetConfig) -> ResNetConfig:
-        # The stem gene may hold any depth choice (published configs do); the others follow gene_choices.
-        if len(cfg.d) == self.n_stages + 1 and cfg.d[0] in self.depth_list:
-            tmp = ResNetConfig([self.depth_list[0]] + list(cfg.d[1:]), cfg.e, cfg.w, cfg.r)
-            super().validate(tmp)
-            return cfg
-        return super().validate(cfg)
+    def allowed_values(self) -> dict[str, list[tuple]]:
+        """As ``gene_choices``, but the stem gene may hold any depth choice (published configs do)."""
+        choices = self.gene_choices()
+        choices["d"][0] = self.depth_list
+        return choices
 
     @staticmethod
     def _restrict(name: str, subset, full: tuple, kind: type, minimum: float) -> tuple:

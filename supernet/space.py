@@ -44,12 +44,16 @@ class GeneSpace(Generic[Config]):
         """For every gene field, the allowed values at each position."""
         raise NotImplementedError
 
+    def allowed_values(self) -> dict[str, list[tuple]]:
+        """What ``validate`` accepts per position; by default exactly what sampling draws from."""
+        return self.gene_choices()
+
     def make_config(self, genes: dict[str, list], r: int) -> Config:
         raise NotImplementedError
 
     def validate(self, cfg: Config) -> Config:
         """Raise ``ValueError`` naming the field when ``cfg`` is not in this space; return it otherwise."""
-        for name, per_position in self.gene_choices().items():
+        for name, per_position in self.allowed_values().items():
             values = list(getattr(cfg, name))
             if len(values) != len(per_position):
                 raise ValueError(f"{name} must have {len(per_position)} entries, got {len(values)}")

@@ -1,0 +1,383 @@
+"""Accelerator search: NAAS's outer loop, a CMA-ES over accelerator genomes with mapping searches inside.
+
+Genome (floats in [0, 1], :data:`ACCEL_GENES` of them), decoded within a :class:`Budget` (PEs, on-chip SRAM,
+bandwidths and word widths of a preset):
+
+* ``[0]`` number of array axes (1-3); ``[1:4]`` how the PEs are shared among the axes (log scale);
+  ``[4]`` fraction of the PE budget used (1/4 to all);
+* ``[5:32]`` connectivity, NAAS's importance encoding: per axis, 8 importances (one per dim) and a count gene;
+  the ``k`` most important dims (k = 1-3) are the dims that axis may unroll;
+* ``[32]`` fraction of the SRAM budget used (1/4 to all), ``[33]`` the share of it that goes to the L1s.
+
+Fitness = geomean over the workloads of each network's total objective, with every distinct layer shape
+mapped by :func:`hwmodel.search.search_mapping` (warm-started from the parent design's best genomes).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Literal
+
+import numpy as np
+
+from hwmodel.accelerator import Accelerator
+from hwmodel.layer import DIMS, Layer
+from hwmodel.mapping import Mapping
+from hwmodel.presets import PRESETS
+from hwmodel.search import NUM_GENES, Objective, search_mapping
+
+ACCEL_GENES = 34
+MIN_L1_WORDS = 8  # one weight, input and partial sum, double-buffered, fit
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Resources a searched design may use (taken from a preset)."""
+
+    name: str
+    num_pes: int
+    onchip_bytes: float
+    noc_bandwidth: float
+    dram_bandwidth: float
+    word_bits: int = 16
+    psum_bits: int = 32
+    energy_table: str = "accelergy45"
+
+    @classmethod
+    def from_preset(cls, accel: "str | Accelerator") -> "Budget":
+        if isinstance(accel, str):
+            if accel not in PRESETS:
+                raise ValueError(f"unknown budget preset {accel!r}; choose one of {', '.join(sorted(PRESETS))}")
+            accel = PRESETS[accel]
+        return cls(accel.name, accel.num_pes, accel.onchip_bytes, accel.noc_bandwidth, accel.dram_bandwidth,
+                   accel.word_bits, accel.psum_bits, accel.energy_table)
+
+
+def _axis_sizes(total: int, n_axes: int, shares: np.ndarray) -> tuple[int, ...]:
+    """Split ``total`` PEs over ``n_axes`` axes with log-scale ``shares``; the product never exceeds ``total``."""
+    w = shares[:n_axes] + 0.05
+    w = w / w.sum()
+    sizes = []
+    left = float(total)
+    for a in range(n_axes - 1):
+        frac = w[a] / w[a:].sum()
+        s = max(1, int(round(left ** frac)))
+        sizes.append(s)
+        left = left / s
+    sizes.append(max(1, int(total // math.prod(sizes))))
+    return tuple(sizes)
+
+
+def decode_accelerator(
+    genes: np.ndarray, budget: Budget, connectivity: tuple[tuple[str, ...], ...] | None = None, name: str = "naas"
+) -> Accelerator:
+    """The accelerator a genome encodes within ``budget``. With ``connectivity`` fixed (sizing-only search),
+    the axis count and connectivity genes are ignored."""
+    g = np.clip(np.asarray(genes, dtype=np.float64), 0.0, 1.0)
+    if connectivity is None:
+        n_axes = min(3, 1 + int(g[0] * 3))
+    else:
+        n_axes = len(connectivity)
+    total = max(1, int(budget.num_pes * (0.25 + 0.75 * g[4])))
+    array = _axis_sizes(total, n_axes, g[1:4])
+    if connectivity is None:
+        conn = []
+        for a in range(n_axes):
+            imp = g[5 + 9 * a: 13 + 9 * a]
+            k = 1 + min(2, int(g[13 + 9 * a] * 3))
+            top = np.argsort(-imp, kind="stable")[:k]
+            conn.append(tuple(DIMS[d] for d in sorted(top)))
+        connectivity = tuple(conn)
+    word_bytes = budget.word_bits / 8
+    sram = budget.onchip_bytes * (0.25 + 0.75 * g[32])
+    l1_share = 0.02 + 0.6 * g[33]
+    n_pes = math.prod(array)
+    l1_words = max(MIN_L1_WORDS, int(sram * l1_share / (n_pes * word_bytes)))
+    l2_bytes = int(sram - n_pes * l1_words * word_bytes)
+    if l2_bytes < 64:
+        l1_words = max(MIN_L1_WORDS, int((sram - 64) / (n_pes * word_bytes)))
+        l2_bytes = int(sram - n_pes * l1_words * word_bytes)
+    return Accelerator(
+        name=name, array=array, connectivity=connectivity, l1_words=l1_words, l2_bytes=max(1, l2_bytes),
+        noc_bandwidth=budget.noc_bandwidth, dram_bandwidth=budget.dram_bandwidth, word_bits=budget.word_bits,
+        psum_bits=budget.psum_bits, energy_table=budget.energy_table,
+    )
+
+
+def unique_layers(workloads: dict[str, list[Layer]]) -> tuple[list[Layer], dict[str, list[tuple[int, int]]]]:
+    """Distinct layer shapes across networks, and per network ``(shape index, count)`` pairs."""
+    shapes: dict[tuple, int] = {}
+    layers: list[Layer] = []
+    uses: dict[str, list[tuple[int, int]]] = {}
+    for net, net_layers in workloads.items():
+        uses[net] = []
+        for layer in net_layers:
+            key = layer.shape_key
+            if key not in shapes:
+                shapes[key] = len(layers)
+                layers.append(layer)
+            uses[net].append((shapes[key], layer.count))
+    return layers, uses
+
+
+def _objective_of(cycles: float, energy: float, objective: str) -> float:
+    return {"edp": cycles * energy, "latency": cycles, "energy": energy}[objective]
+
+
+@dataclass
+class DesignResult:
+    """One accelerator with its per-layer mappings and per-network totals."""
+
+    accelerator: Accelerator
+    fitness: float
+    networks: dict[str, dict[str, float]]
+    mappings: list[Mapping]
+    genes: list[np.ndarray | None]
+
+    def summary(self) -> dict[str, Any]:
+        nets = list(self.networks.values())
+        gm = lambda k: float(np.exp(np.mean([np.log(n[k]) for n in nets])))  # noqa: E731
+        return {"cycles": gm("cycles"), "energy_pj": gm("energy_pj"), "edp": gm("edp"),
+                "accelerator": self.accelerator.to_dict()}
+
+
+def evaluate_design(
+    accel: Accelerator,
+    layers: list[Layer],
+    uses: dict[str, list[tuple[int, int]]],
+    objective: Objective = "edp",
+    mapping_budget: int = 400,
+    seed: int = 0,
+    warm: list[np.ndarray | None] | None = None,
+    include_templates: bool = False,
+    polish: bool = False,
+) -> DesignResult:
+    """Map every distinct layer on ``accel`` and total each network (``inf`` fitness if a layer cannot map).
+
+    Inside the accelerator search the mapping searches skip templates and local polish (speed); final
+    figures use both (``include_templates=True, polish=True``)."""
+    mappings: list[Mapping] = []
+    genes: list[np.ndarray | None] = []
+    per_layer: list[tuple[float, float]] = []
+    for i, layer in enumerate(layers):
+        ws = None if warm is None or warm[i] is None else warm[i][None]
+        try:
+            r = search_mapping(layer, accel, objective=objective, budget=mapping_budget, seed=seed + i,
+                               warm_start=ws, include_templates=include_templates,
+                               polish_budget=mapping_budget // 2 if polish else 0)
+        except ValueError:
+            return DesignResult(accel, math.inf, {}, [], [])
+        mappings.append(r.mapping)
+        genes.append(r.genes)
+        per_layer.append((r.cost.cycles, r.cost.energy_pj))
+    networks = {}
+    for net, pairs in uses.items():
+        cyc = sum(per_layer[i][0] * n for i, n in pairs)
+        en = sum(per_layer[i][1] * n for i, n in pairs)
+        networks[net] = {"cycles": cyc, "energy_pj": en, "edp": cyc * en, "objective": _objective_of(cyc, en, objective)}
+    fitness = float(np.exp(np.mean([np.log(v["objective"]) for v in networks.values()])))
+    return DesignResult(accel, fitness, networks, mappings, genes)
+
+
+class CMAES:
+    """Minimal CMA-ES (Hansen's tutorial, rank-one + rank-mu updates) over [0, 1]^n with a seeded RNG."""
+
+    def __init__(self, n: int, seed: int, sigma: float = 0.3, popsize: int | None = None) -> None:
+        self.n = n
+        self.lam = popsize or 4 + int(3 * math.log(n))
+        self.mu = self.lam // 2
+        w = np.log(self.mu + 0.5) - np.log(np.arange(1, self.mu + 1))
+        self.w = w / w.sum()
+        self.mueff = 1.0 / (self.w**2).sum()
+        self.cc = (4 + self.mueff / n) / (n + 4 + 2 * self.mueff / n)
+        self.cs = (self.mueff + 2) / (n + self.mueff + 5)
+        self.c1 = 2 / ((n + 1.3) ** 2 + self.mueff)
+        self.cmu = min(1 - self.c1, 2 * (self.mueff - 2 + 1 / self.mueff) / ((n + 2) ** 2 + self.mueff))
+        self.damps = 1 + 2 * max(0.0, math.sqrt((self.mueff - 1) / (n + 1)) - 1) + self.cs
+        self.chin = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
+        self.rng = np.random.default_rng(seed)
+        self.mean = np.full(n, 0.5)
+        self.sigma = sigma
+        self.C = np.eye(n)
+        self.pc = np.zeros(n)
+        self.ps = np.zeros(n)
+        self.generation = 0
+
+    def ask(self, accept: Callable[[np.ndarray], bool] | None = None, max_tries: int = 20) -> np.ndarray:
+        """λ samples, each redrawn (up to ``max_tries``) while ``accept`` rejects it, then clipped to [0, 1]."""
+        vals, vecs = np.linalg.eigh(self.C)
+        root = vecs * np.sqrt(np.maximum(vals, 1e-20))
+        out = np.empty((self.lam, self.n))
+        for k in range(self.lam):
+            for _ in range(max_tries):
+                x = self.mean + self.sigma * root @ self.rng.standard_normal(self.n)
+                if accept is None or accept(np.clip(x, 0, 1)):
+                    break
+            out[k] = x
+        return out
+
+    def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
+        order = np.argsort(fitness, kind="stable")
+        sel = xs[order[: self.mu]]
+        old = self.mean
+        self.mean = self.w @ sel
+        vals, vecs = np.linalg.eigh(self.C)
+        inv_sqrt = vecs @ np.diag(1 / np.sqrt(np.maximum(vals, 1e-20))) @ vecs.T
+        y = (self.mean - old) / self.sigma
+        self.ps = (1 - self.cs) * self.ps + math.sqrt(self.cs * (2 - self.cs) * self.mueff) * inv_sqrt @ y
+        hsig = np.linalg.norm(self.ps) / math.sqrt(1 - (1 - self.cs) ** (2 * (self.generation + 1))) < (1.4 + 2 / (self.n + 1)) * self.chin
+        self.pc = (1 - self.cc) * self.pc + hsig * math.sqrt(self.cc * (2 - self.cc) * self.mueff) * y
+        ys = (sel - old) / self.sigma
+        self.C = (
+            (1 - self.c1 - self.cmu) * self.C
+            + self.c1 * (np.outer(self.pc, self.pc) + (1 - hsig) * self.cc * (2 - self.cc) * self.C)
+            + self.cmu * (ys.T * self.w) @ ys
+        )
+        self.C = (self.C + self.C.T) / 2
+        self.sigma *= math.exp((self.cs / self.damps) * (np.linalg.norm(self.ps) / self.chin - 1))
+        self.sigma = float(min(self.sigma, 1.0))
+        self.generation += 1
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "sigma": self.sigma, "C": self.C.tolist(), "pc": self.pc.tolist(),
+                "ps": self.ps.tolist(), "generation": self.generation, "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = np.array(state["mean"])
+        self.sigma = float(state["sigma"])
+        self.C = np.array(state["C"])
+        self.pc = np.array(state["pc"])
+        self.ps = np.array(state["ps"])
+        self.generation = int(state["generation"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+@dataclass
+class AcceleratorSearch:
+    """The NAAS outer loop, resumable: ``state_dict`` / ``load_state_dict``, and an optional checkpoint file
+    rewritten (atomically) after every generation."""
+
+    workloads: dict[str, list[Layer]]
+    budget: Budget
+    objective: Objective = "edp"
+    seed: int = 0
+    generations: int = 20
+    popsize: int | None = None
+    mapping_budget: int = 400
+    connectivity: tuple[tuple[str, ...], ...] | None = None  # fixed for sizing-only search
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("edp", "latency", "energy"):
+            raise ValueError(f"unknown objective {self.objective!r}; choose edp, latency or energy")
+        self.layers, self.uses = unique_layers(self.workloads)
+        self.es = CMAES(ACCEL_GENES, self.seed, popsize=self.popsize)
+        self.best: DesignResult | None = None
+        self.best_genes: np.ndarray | None = None
+        self.warm: list[np.ndarray | None] = [None] * len(self.layers)
+
+    def _decode(self, x: np.ndarray) -> Accelerator:
+        return decode_accelerator(x, self.budget, self.connectivity,
+                                  name=f"naas-{self.budget.name}" if self.connectivity is None else f"sized-{self.budget.name}")
+
+    def _accept(self, x: np.ndarray) -> bool:
+        acc = self._decode(x)
+        return acc.l2_bytes >= 64 and acc.num_pes * acc.l1_words * acc.word_bytes + acc.l2_bytes <= self.budget.onchip_bytes + 1
+
+    def step(self) -> DesignResult:
+        """Run one generation; returns the best design so far."""
+        xs = self.es.ask(self._accept)
+        results = []
+        for k, x in enumerate(xs):
+            acc = self._decode(np.clip(x, 0, 1))
+            results.append(evaluate_design(acc, self.layers, self.uses, self.objective, self.mapping_budget,
+                                           seed=self.seed * 7919 + self.es.generation * 131 + k, warm=self.warm))
+        fit = np.array([r.fitness for r in results])
+        finite = np.isfinite(fit)
+        self.es.tell(xs, np.where(finite, fit, 1e300))  # CMA-ES only uses the ranking
+        i = int(np.argmin(fit))
+        if np.isfinite(fit[i]) and (self.best is None or fit[i] < self.best.fitness):
+            self.best, self.best_genes = results[i], np.clip(xs[i], 0, 1)
+            self.warm = [g if g is not None else w for g, w in zip(results[i].genes, self.warm)]
+        self.history.append({"generation": self.es.generation, "best": self.best.fitness if self.best else math.inf,
+                             "mean": float(np.mean(fit[finite])) if finite.any() else math.inf})
+        return self.best
+
+    def run(self, checkpoint: str | os.PathLike | None = None, progress: Callable[[int, int, float], None] | None = None) -> DesignResult:
+        """Run (or resume, when ``checkpoint`` exists) to ``generations``; returns the best design."""
+        if checkpoint is not None and Path(checkpoint).exists():
+            self.load_state_dict(json.loads(Path(checkpoint).read_text()))
+        while self.es.generation < self.generations:
+            self.step()
+            if checkpoint is not None:
+                tmp = Path(str(checkpoint) + ".tmp")
+                tmp.write_text(json.dumps(self.state_dict()))
+                os.replace(tmp, checkpoint)
+            if progress is not None:
+                progress(self.es.generation, self.generations, self.best.fitness if self.best else math.inf)
+        if self.best is None:
+            raise ValueError(f"no accelerator within budget {self.budget.name} could map every layer")
+        return self.best
+
+    def state_dict(self) -> dict[str, Any]:
+        best = None
+        if self.best is not None:
+            best = {
+                "accelerator": self.best.accelerator.to_dict(),
+                "fitness": self.best.fitness,
+                "networks": self.best.networks,
+                "mappings": [m.to_dict() for m in self.best.mappings],
+                "genes": [None if g is None else g.tolist() for g in self.best.genes],
+                "design_genes": self.best_genes.tolist(),
+            }
+        return {
+            "es": self.es.state_dict(),
+            "best": best,
+            "warm": [None if w is None else w.tolist() for w in self.warm],
+            "history": self.history,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.es.load_state_dict(state["es"])
+        self.warm = [None if w is None else np.array(w) for w in state["warm"]]
+        self.history = list(state["history"])
+        self.best, self.best_genes = None, None
+        best = state["best"]
+        if best is not None:
+            self.best_genes = np.array(best["design_genes"])
+            self.best = DesignResult(
+                Accelerator.from_dict(best["accelerator"]), float(best["fitness"]), best["networks"],
+                [Mapping.from_dict(m) for m in best["mappings"]],
+                [None if g is None else np.array(g) for g in best["genes"]],
+            )
+
+
+def search_accelerator(
+    workloads: "dict[str, list[Layer]] | list[Layer]",
+    budget: "str | Accelerator | Budget" = "eyeriss",
+    objective: Objective = "edp",
+    seed: int = 0,
+    generations: int = 20,
+    mapping_budget: int = 400,
+    checkpoint: str | os.PathLike | None = None,
+    sizing_only: bool = False,
+) -> DesignResult:
+    """NAAS accelerator + mapping co-search for fixed networks within a budget preset's resources."""
+    if isinstance(workloads, list):
+        workloads = {"network": workloads}
+    if not isinstance(budget, Budget):
+        preset = budget if isinstance(budget, Accelerator) else PRESETS.get(budget)
+        b = Budget.from_preset(budget)
+    else:
+        preset, b = None, budget
+    conn = None
+    if sizing_only:
+        if preset is None:
+            raise ValueError("sizing_only search needs a preset budget (its connectivity is kept)")
+        conn = preset.connectivity
+    search = AcceleratorSearch(workloads, b, objective, seed, generations, mapping_budget=mapping_budget, connectivity=conn)
+    return search.run(checkpoint)
