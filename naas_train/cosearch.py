@@ -1,0 +1,357 @@
+"""Network-in-the-loop co-search: accuracy x accelerator x mapping (NAAS, Lin et al., DAC 2021, Sec. 3.3).
+
+The outer loop is :class:`hwmodel.accel_search.CMAES` over accelerator genomes decoded within a budget preset;
+for every accelerator candidate an OFA-style evolutionary search over subnets (population, parent ratio,
+mutation probability, crossover, resolution) finds the best subnet *for that accelerator*, each subnet scored
+by its accuracy (measured, or predicted by a :class:`supernet.AccuracyPredictor` trained on measured subnets)
+and its cost on the accelerator (``layer_shapes`` -> per-shape mapping search). An accelerator's fitness is
+its best subnet's. Plain Python (no Lightning): the callback injects accuracy measurement and a ``map_fn``
+that spreads independent evaluations over DDP ranks.
+
+Fitness (minimised) = ``log(objective) - accuracy_weight * accuracy`` plus a large penalty per violated
+constraint (minimum accuracy, maximum cycles, maximum EDP), so feasible designs always rank first.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from hwmodel.accel_search import ACCEL_GENES, CMAES, Budget, decode_accelerator
+from hwmodel.accelerator import Accelerator
+from hwmodel.layer import Layer, merge_layers
+from hwmodel.mapping import Mapping
+from hwmodel.presets import PRESETS
+from hwmodel.search import search_mapping
+
+SCHEMA_VERSION = 1
+MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list]
+
+
+def sequential_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
+    return [fn(x) for x in items]
+
+
+@dataclass
+class CoSearchSettings:
+    """Knobs of the co-search (all plain values, so they round-trip through YAML recipes and checkpoints)."""
+
+    budget: str = "eyeriss"
+    objective: str = "edp"
+    accel_generations: int = 4
+    accel_popsize: int = 6
+    population: int = 16
+    generations: int = 4
+    parent_ratio: float = 0.25
+    mutation_ratio: float = 0.5
+    mutate_prob: float = 0.1
+    resolutions: tuple[int, ...] | None = None
+    deploy_resolution: int | None = None
+    min_accuracy: float | None = None
+    max_cycles: float | None = None
+    max_edp: float | None = None
+    accuracy_weight: float = 10.0
+    accuracy_source: str = "predictor"
+    predictor_samples: int = 40
+    predictor_epochs: int = 150
+    mapping_budget: int = 120
+    final_mapping_budget: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.budget not in PRESETS:
+            raise ValueError(f"cosearch budget {self.budget!r} is not a preset; choose one of {', '.join(sorted(PRESETS))}")
+        if self.objective not in ("edp", "latency", "energy"):
+            raise ValueError(f"cosearch objective must be edp, latency or energy, got {self.objective!r}")
+        if self.accuracy_source not in ("measured", "predictor"):
+            raise ValueError(f"accuracy_source must be 'measured' or 'predictor', got {self.accuracy_source!r}")
+        if not 0 < self.parent_ratio <= 1 or not 0 <= self.mutation_ratio <= 1:
+            raise ValueError("parent_ratio must be in (0, 1] and mutation_ratio in [0, 1]")
+        if self.population < 2 or self.generations < 0 or self.accel_generations < 1 or self.accel_popsize < 2:
+            raise ValueError("population >= 2, generations >= 0, accel_generations >= 1, accel_popsize >= 2 required")
+        if self.resolutions is not None:
+            self.resolutions = tuple(int(r) for r in self.resolutions)
+
+
+@dataclass
+class HardwareCost:
+    cycles: float
+    energy_pj: float
+    macs: int
+    mappings: list[tuple[Layer, Mapping]] = field(default_factory=list, repr=False)
+
+    @property
+    def edp(self) -> float:
+        return self.cycles * self.energy_pj
+
+    def objective(self, name: str) -> float:
+        return {"edp": self.edp, "latency": self.cycles, "energy": self.energy_pj}[name]
+
+
+def network_cost(layers: list[Layer], accel: Accelerator, objective: str, budget: int, seed: int,
+                 warm: dict[tuple, np.ndarray] | None = None, polish: bool = False) -> HardwareCost:
+    """Cost of a network (layers merged by shape) on ``accel`` with one mapping search per distinct shape."""
+    cycles = energy = 0.0
+    macs = 0
+    mappings = []
+    for i, layer in enumerate(merge_layers(layers)):
+        ws = None if warm is None or layer.shape_key not in warm else warm[layer.shape_key][None]
+        r = search_mapping(layer, accel, objective=objective, budget=budget, seed=seed + i, warm_start=ws,
+                           include_templates=polish, polish_budget=budget // 2 if polish else 0)
+        if warm is not None and r.genes is not None:
+            warm[layer.shape_key] = r.genes
+        cycles += r.cost.cycles * layer.count
+        energy += r.cost.energy_pj * layer.count
+        macs += layer.macs * layer.count
+        mappings.append((layer, r.mapping))
+    return HardwareCost(cycles, energy, macs, mappings)
+
+
+def spearman(a: Sequence[float], b: Sequence[float]) -> float:
+    """Spearman rank correlation (average ranks for ties)."""
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic)
+
+
+def pareto_front(points: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Points not dominated in (higher accuracy, lower EDP), sorted by EDP."""
+    front = []
+    for p in sorted(points, key=lambda p: (p["edp"], -p["accuracy"])):
+        if not front or p["accuracy"] > front[-1]["accuracy"]:
+            front.append(p)
+    return front
+
+
+class NetworkCoSearch:
+    """Accelerator (CMA-ES) x subnet (evolution) x mapping (ES) search, resumable per accelerator generation.
+
+    Args:
+        space: a supernet space (``sample``/``mutate``/``crossover``/``max_config``/``encode``/``validate``).
+        layer_fn: ``(config, resolution) -> [hwmodel.Layer]`` (the supernet's ``layer_shapes``).
+        accuracy_fn: ``[configs] -> [top-1 in [0, 1]]`` measured on validation batches after BN recalibration.
+        settings: :class:`CoSearchSettings`.
+        map_fn: ``(fn, items) -> [fn(item)]``, e.g. spread over DDP ranks and gathered; results must not
+            depend on how items are split (every item carries its own seed).
+        config_cls: the space's config class (``from_dict``), for checkpoints.
+    """
+
+    def __init__(self, space: Any, layer_fn: Callable[[Any, int], list[Layer]],
+                 accuracy_fn: Callable[[list[Any]], list[float]], settings: CoSearchSettings,
+                 config_cls: Any, map_fn: MapFn = sequential_map, default_resolution: int = 224) -> None:
+        self.space, self.layer_fn, self.accuracy_fn = space, layer_fn, accuracy_fn
+        self.settings, self.config_cls, self.map_fn = settings, config_cls, map_fn
+        self.resolutions = settings.resolutions or (default_resolution,)
+        self.budget = Budget.from_preset(settings.budget)
+        self.es = CMAES(ACCEL_GENES, settings.seed, popsize=settings.accel_popsize)
+        self.accuracy_cache: dict[str, float] = {}
+        self.warm: dict[tuple, np.ndarray] = {}
+        self.points: list[dict[str, Any]] = []
+        self.history: list[dict[str, float]] = []
+        self.best: dict[str, Any] | None = None
+        self.predictor = None
+        self.predictor_data: dict[str, Any] | None = None
+
+    # --- accuracy -------------------------------------------------------------------------------------
+    @staticmethod
+    def key(cfg: Any) -> str:
+        return json.dumps(cfg.to_dict(), sort_keys=True)
+
+    def measure(self, cfgs: list[Any]) -> list[float]:
+        """Measured accuracy of each config (cached)."""
+        todo = [c for c in cfgs if self.key(c) not in self.accuracy_cache]
+        uniq = list({self.key(c): c for c in todo}.values())
+        if uniq:
+            for c, acc in zip(uniq, self.accuracy_fn(uniq)):
+                self.accuracy_cache[self.key(c)] = float(acc)
+        return [self.accuracy_cache[self.key(c)] for c in cfgs]
+
+    def prepare_predictor(self) -> dict[str, float]:
+        """Measure sampled subnets and fit the accuracy predictor; returns its held-out rank correlation."""
+        s = self.settings
+        rng = np.random.default_rng(s.seed + 17)
+        cfgs = [self.space.max_config(max(self.resolutions)), self.space.min_config(min(self.resolutions))]
+        cfgs += [self.space.sample(rng, resolutions=self.resolutions) for _ in range(max(4, s.predictor_samples) - 2)]
+        acc = np.array(self.measure(cfgs))
+        X = np.stack([self.space.encode(c) for c in cfgs])
+        n_train = max(2, int(0.8 * len(cfgs)))
+        self._fit_predictor(X[:n_train], acc[:n_train])
+        held = self.predictor.predict(X[n_train:])
+        rho = spearman(held, acc[n_train:]) if len(held) > 2 and np.std(acc[n_train:]) > 0 else float("nan")
+        self._fit_predictor(X, acc)  # the search uses a predictor trained on every measured subnet
+        self.predictor_data = {"configs": [c.to_dict() for c in cfgs], "accuracy": acc.tolist(),
+                               "heldout_spearman": rho, "n_train": n_train}
+        return {"heldout_spearman": rho, "n_measured": len(cfgs)}
+
+    def _fit_predictor(self, X: np.ndarray, y: np.ndarray) -> None:
+        from supernet import AccuracyPredictor
+
+        self.predictor = AccuracyPredictor(X.shape[1], hidden_size=128, seed=self.settings.seed)
+        self.predictor.fit(X, y, epochs=self.settings.predictor_epochs)
+
+    def accuracy(self, cfgs: list[Any]) -> list[float]:
+        if self.settings.accuracy_source == "measured":
+            return self.measure(cfgs)
+        if self.predictor is None:
+            self.prepare_predictor()
+        X = np.stack([self.space.encode(c) for c in cfgs])
+        return [float(np.clip(v, 0.0, 1.0)) for v in self.predictor.predict(X)]
+
+    # --- scoring --------------------------------------------------------------------------------------
+    def resolution_of(self, cfg: Any) -> int:
+        return self.settings.deploy_resolution or int(cfg.r)
+
+    def fitness(self, acc: float, cost: HardwareCost) -> float:
+        s = self.settings
+        value = math.log(cost.objective(s.objective)) - s.accuracy_weight * acc
+        if s.min_accuracy is not None and acc < s.min_accuracy:
+            value += 1e6 * (1 + s.min_accuracy - acc)
+        if s.max_cycles is not None and cost.cycles > s.max_cycles:
+            value += 1e6 * (1 + cost.cycles / s.max_cycles)
+        if s.max_edp is not None and cost.edp > s.max_edp:
+            value += 1e6 * (1 + cost.edp / s.max_edp)
+        return value
+
+    def _subnet_search(self, item: tuple[np.ndarray, int]) -> dict[str, Any]:
+        """Evolve subnets for one accelerator; returns its best subnet and every scored point."""
+        genes, seed = item
+        s = self.settings
+        accel = decode_accelerator(np.clip(genes, 0, 1), self.budget, name=f"naas-{s.budget}")
+        rng = np.random.default_rng(seed)
+        warm = dict(self.warm)
+        scored: dict[str, dict[str, Any]] = {}
+
+        def score(cfgs: list[Any]) -> None:
+            new = [c for c in {self.key(c): c for c in cfgs}.values() if self.key(c) not in scored]
+            if not new:
+                return
+            accs = self.accuracy(new)
+            for c, acc in zip(new, accs):
+                try:
+                    cost = network_cost(self.layer_fn(c, self.resolution_of(c)), accel, s.objective,
+                                        s.mapping_budget, seed, warm)
+                except ValueError:
+                    continue  # a layer cannot map on this accelerator
+                scored[self.key(c)] = {"config": c, "accuracy": acc, "cycles": cost.cycles,
+                                       "energy_pj": cost.energy_pj, "edp": cost.edp, "fitness": self.fitness(acc, cost)}
+
+        pop = [self.space.max_config(max(self.resolutions))]
+        pop += [self.space.sample(rng, resolutions=self.resolutions) for _ in range(s.population - 1)]
+        score(pop)
+        for _ in range(s.generations):
+            ranked = sorted((scored[self.key(c)] for c in pop if self.key(c) in scored), key=lambda p: p["fitness"])
+            if not ranked:
+                break
+            parents = [p["config"] for p in ranked[: max(1, int(s.parent_ratio * s.population))]]
+            n_mut = int(round(s.mutation_ratio * (s.population - len(parents))))
+            children = [self.space.mutate(parents[rng.integers(len(parents))], rng, s.mutate_prob, self.resolutions)
+                        for _ in range(n_mut)]
+            while len(parents) + len(children) < s.population:
+                a, b = parents[rng.integers(len(parents))], parents[rng.integers(len(parents))]
+                children.append(self.space.crossover(a, b, rng))
+            pop = parents + children
+            score(pop)
+        points = sorted(scored.values(), key=lambda p: p["fitness"])
+        return {"accelerator": accel, "points": points, "warm": warm,
+                "fitness": points[0]["fitness"] if points else math.inf}
+
+    # --- outer loop -----------------------------------------------------------------------------------
+    def step(self) -> dict[str, Any] | None:
+        """One accelerator generation (all candidates' subnet searches through ``map_fn``)."""
+        if self.settings.accuracy_source == "predictor" and self.predictor is None:
+            self.prepare_predictor()
+        xs = np.clip(self.es.ask(), 0, 1)
+        gen = self.es.generation
+        items = [(x, self.settings.seed * 100_003 + gen * 1009 + k) for k, x in enumerate(xs)]
+        results = self.map_fn(self._subnet_search, items)
+        fit = np.array([r["fitness"] for r in results])
+        self.es.tell(xs, np.where(np.isfinite(fit), fit, 1e300))
+        for r in results:
+            self.warm.update(r["warm"])
+            for p in r["points"]:
+                self.points.append({**{k: v for k, v in p.items() if k != "config"},
+                                    "config": p["config"].to_dict(), "accelerator": r["accelerator"].to_dict()})
+        i = int(np.argmin(fit))
+        if np.isfinite(fit[i]) and (self.best is None or fit[i] < self.best["fitness"]):
+            p = results[i]["points"][0]
+            self.best = {**{k: v for k, v in p.items() if k != "config"}, "config": p["config"].to_dict(),
+                         "accelerator": results[i]["accelerator"].to_dict()}
+        self.history.append({"generation": self.es.generation,
+                             "best": self.best["fitness"] if self.best else math.inf,
+                             "mean": float(np.mean(fit[np.isfinite(fit)])) if np.isfinite(fit).any() else math.inf})
+        return self.best
+
+    @property
+    def done(self) -> bool:
+        return self.es.generation >= self.settings.accel_generations
+
+    def pareto(self) -> list[dict[str, Any]]:
+        return pareto_front(self.points)
+
+    # --- final result ---------------------------------------------------------------------------------
+    def finalize(self) -> dict[str, Any]:
+        """Re-map the chosen design with the final budget, measure its accuracy, and compare with the
+        budget's own accelerator running the largest and the chosen subnet."""
+        if self.best is None:
+            raise ValueError("the co-search found no design that maps every layer; enlarge the budget preset")
+        s = self.settings
+        cfg = self.config_cls.from_dict(self.best["config"])
+        accel = Accelerator.from_dict(self.best["accelerator"])
+        layers = merge_layers(self.layer_fn(cfg, self.resolution_of(cfg)))
+        cost = network_cost(layers, accel, s.objective, s.final_mapping_budget, s.seed, dict(self.warm), polish=True)
+        acc = self.measure([cfg])[0]
+        preset = PRESETS[s.budget]
+        largest = self.space.max_config(max(self.resolutions))
+        baselines = {}
+        for name, c in (("largest_subnet_on_budget", largest), ("chosen_subnet_on_budget", cfg)):
+            bc = network_cost(self.layer_fn(c, self.resolution_of(c)), preset, s.objective, s.final_mapping_budget,
+                              s.seed, polish=True)
+            baselines[name] = {"config": c.to_dict(), "accuracy": self.measure([c])[0], "cycles": bc.cycles,
+                               "energy_pj": bc.energy_pj, "edp": bc.edp, "accelerator": preset.to_dict()}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "subnet": cfg.to_dict(),
+            "accuracy": acc,
+            "accuracy_source": s.accuracy_source,
+            "accelerator": accel.to_dict(),
+            "layers": layers,
+            "mappings": cost.mappings,
+            "metrics": {"cycles": cost.cycles, "energy_pj": cost.energy_pj, "edp": cost.edp, "macs": cost.macs},
+            "baselines": baselines,
+            "pareto": self.pareto(),
+            "history": self.history,
+            "predictor": None if self.predictor_data is None else {
+                "heldout_spearman": self.predictor_data["heldout_spearman"],
+                "n_measured": len(self.predictor_data["configs"])},
+            "settings": asdict(s),
+        }
+
+    # --- checkpointing --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "es": self.es.state_dict(),
+            "accuracy_cache": self.accuracy_cache,
+            "warm": [[list(k[:8]), list(k[8]), list(k[9]), v.tolist()] for k, v in self.warm.items()],
+            "points": self.points,
+            "history": self.history,
+            "best": self.best,
+            "predictor_data": self.predictor_data,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.es.load_state_dict(state["es"])
+        self.accuracy_cache = dict(state["accuracy_cache"])
+        self.warm = {(*k, tuple(st), tuple(dl)): np.array(v) for k, st, dl, v in state["warm"]}
+        self.points = list(state["points"])
+        self.history = list(state["history"])
+        self.best = state["best"]
+        self.predictor_data = state["predictor_data"]
+        self.predictor = None
+        if self.predictor_data is not None:  # refit deterministically on the same measured subnets
+            cfgs = [self.config_cls.from_dict(c) for c in self.predictor_data["configs"]]
+            self._fit_predictor(np.stack([self.space.encode(c) for c in cfgs]),
+                                np.array(self.predictor_data["accuracy"]))
