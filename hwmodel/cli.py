@@ -23,6 +23,7 @@ from hwmodel.presets import PRESETS
 from hwmodel.templates import DATAFLOWS
 
 EXIT_BAD_INPUT = 2
+OBJECTIVE_CHOICES = ("edp", "latency", "energy")
 
 
 # --- shared argument groups ---------------------------------------------------------------------------
@@ -126,6 +127,18 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help='mapping JSON: one mapping for all layers, or {"layers": [{"name", "mapping"}, ...]} '
         "(e.g. a previous --json report)",
     )
+    how.add_argument(
+        "--search",
+        action="store_true",
+        help="per layer, the best mapping found by mapping search (evolution strategy + local polish, never "
+        "worse than the best template) on this fixed accelerator; the --json report re-runs as --mapping FILE",
+    )
+    search = p.add_argument_group("mapping search (with --search)")
+    search.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), help="what to minimise (default edp)")
+    search.add_argument(
+        "--mapping-budget", type=int, metavar="N", help="evaluations per layer (default 2000, plus polish)"
+    )
+    search.add_argument("--seed", type=int, help="search seed (default 0; layer i uses seed + i)")
     add_output_args(p)
     p.set_defaults(func=cmd_evaluate)
 
@@ -138,11 +151,174 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     layers = load_workload(args)
     if not layers:
         raise ValueError("the workload has no Conv/Linear/MatMul layers to evaluate")
+    if args.search:
+        mappings, labels, seed = _searched_mappings(args, layers, accel)
+        report = network_report(layers, accel, mappings, seed=seed)
+        emit_report(args, report, lambda: format_report(report, labels, unit=accel.energy.unit))
+        return 0
+    given_search = [f for f, v in (("--objective", args.objective), ("--mapping-budget", args.mapping_budget),
+                                   ("--seed", args.seed)) if v is not None]
+    if given_search:
+        raise ValueError(f"{given_search[0]} applies only with --search")
     given = load_mapping(args.mapping) if args.mapping else None
     mappings, labels = select_mappings(layers, accel, dataflow=args.dataflow, mapping=given)
     report = network_report(layers, accel, mappings)
     emit_report(args, report, lambda: format_report(report, labels, unit=accel.energy.unit))
     return 0
+
+
+def _searched_mappings(args: argparse.Namespace, layers: list[Layer], accel: Accelerator):
+    """``search_mapping`` per layer (layer ``i`` with seed ``seed + i``): (mappings, labels, seed)."""
+    from hwmodel.search import search_mapping
+
+    objective = args.objective or "edp"
+    budget = 2000 if args.mapping_budget is None else args.mapping_budget
+    seed = 0 if args.seed is None else args.seed
+    if budget < 1:
+        raise ValueError(f"--mapping-budget must be >= 1, got {budget}")
+    mappings, labels = [], []
+    for i, layer in enumerate(layers):
+        try:
+            r = search_mapping(layer, accel, objective=objective, budget=budget, seed=seed + i)
+        except ValueError as exc:
+            raise ValueError(f"layer {layer.name or layer!s}: {exc}") from None
+        mappings.append(r.mapping)
+        labels.append(r.source if r.source.startswith("template") else f"search:{r.source}")
+    return mappings, labels, seed
+
+
+# --- cosearch -----------------------------------------------------------------------------------------
+def _add_cosearch(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "cosearch",
+        help="NAAS accelerator + mapping co-search within a preset's budget",
+        description="Search array sizes, PE connectivity, buffer sizes and per-layer mappings for a network "
+        "within a preset's resources (PEs, on-chip SRAM, bandwidths), and compare against the preset itself "
+        "and a sizing-only search (the preset's connectivity kept), all with searched mappings. Ratios are "
+        "baseline / NAAS (> 1 is better).",
+    )
+    add_workload_args(p)
+    p.add_argument("--budget", required=True, metavar="PRESET", help=f"resource budget: {', '.join(PRESETS)}")
+    p.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), default="edp", help="what to minimise (default edp)")
+    p.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
+    p.add_argument("--generations", type=int, default=16, help="accelerator-search generations (default 16)")
+    p.add_argument(
+        "--mapping-budget", type=int, default=300, metavar="N",
+        help="mapping-search evaluations per layer inside the accelerator search (default 300)",
+    )
+    p.add_argument(
+        "--final-mapping-budget", type=int, default=2000, metavar="N",
+        help="evaluations per layer for the final figures of all three designs (default 2000; NAAS is "
+        "re-checked with 10x)",
+    )
+    p.add_argument("--json", action="store_true", help="print the JSON result instead of the summary")
+    p.add_argument(
+        "--out", metavar="DIR",
+        help="write cosearch.json, accelerator.json, mappings.json and convergence.png into DIR",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.set_defaults(func=cmd_cosearch)
+
+
+def _workload_name(args: argparse.Namespace) -> str:
+    if args.model:
+        return args.model
+    if args.onnx:
+        return os.path.splitext(os.path.basename(args.onnx))[0]
+    return "layers"
+
+
+def cmd_cosearch(args: argparse.Namespace) -> int:
+    from hwmodel.cosearch import cosearch
+
+    if args.budget not in PRESETS:
+        raise ValueError(f"unknown --budget {args.budget!r}; choose one of {', '.join(PRESETS)}")
+    for flag, value in (("--generations", args.generations), ("--mapping-budget", args.mapping_budget),
+                        ("--final-mapping-budget", args.final_mapping_budget)):
+        if value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.out:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise ValueError(f"--out {args.out} exists and is not a folder")
+        os.makedirs(args.out, exist_ok=True)  # fail now, not after the search
+        if not os.access(args.out, os.W_OK):
+            raise PermissionError(13, "Permission denied", args.out)
+    layers = load_workload(args)
+    if not layers:
+        raise ValueError("the workload has no Conv/Linear/MatMul layers to search for")
+    bar = None
+    progress = None
+    if not args.no_progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=2 * args.generations, desc="sizing_only", unit="gen", file=sys.stderr, dynamic_ncols=True)
+
+        def progress(kind: str, generation: int, total: int, best: float) -> None:
+            offset = 0 if kind == "sizing_only" else total
+            bar.set_postfix_str(f"best {args.objective} {best:.4g}", refresh=False)
+            done = kind == "naas" and generation >= total
+            bar.set_description("final mappings" if done else kind, refresh=False)
+            bar.update(offset + generation - bar.n)
+
+    try:
+        result = cosearch(
+            layers, budget=args.budget, objective=args.objective, seed=args.seed, generations=args.generations,
+            mapping_budget=args.mapping_budget, final_mapping_budget=args.final_mapping_budget,
+            model=_workload_name(args), out=args.out, progress=progress,
+        )
+    finally:
+        if bar is not None:
+            bar.close()
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(format_cosearch(result, PRESETS[args.budget].energy.unit))
+        if args.out:
+            print(f"wrote {', '.join(os.path.join(args.out, f) for f in COSEARCH_FILES)}")
+    return 0
+
+
+COSEARCH_FILES = ("cosearch.json", "accelerator.json", "mappings.json", "convergence.png")
+
+
+def format_cosearch(result: dict[str, Any], unit: str = "pJ") -> str:
+    """The summary of a co-search: the three designs, the ratios and the time taken."""
+    from hwmodel.report import _si
+
+    headers = ["design", "array", "connectivity", "L1 words/PE (w/i/o)", "L2", "cycles", f"energy[{unit}]", "EDP"]
+    rows = []
+    for key, label in (("baseline", f"baseline ({result['budget']})"), ("sizing_only", "sizing-only"),
+                       ("naas", "NAAS")):
+        e = result[key]
+        a = e["accelerator"]
+        part = a.get("l1_partition")
+        l1 = str(a["l1_words"]) if not part else "/".join(map(str, part.values() if isinstance(part, dict) else part))
+        rows.append([label, "x".join(map(str, a["array"])), " | ".join("".join(ax) for ax in a["connectivity"]),
+                     l1, f"{a['l2_bytes'] / 1024:.4g} KB", _si(e["cycles"]), _si(e["energy_pj"]),
+                     _si(e["edp"])])
+    widths = [max(len(r[c]) for r in [headers, *rows]) for c in range(len(headers))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    search = result.get("search", {})
+    head = (f"co-search of {result['model']} within the {result['budget']} budget: objective "
+            f"{result.get('objective', 'edp')}, seed {result['provenance'].get('seed')}, "
+            f"{search.get('generations', '?')} generations, mapping budget {search.get('mapping_budget', '?')} "
+            f"(final {search.get('final_mapping_budget', '?')})")
+    out = [head, line(headers), "-" * len(line(headers)), *map(line, rows), ""]
+    out.append(f"baseline / NAAS: speedup {result['speedup']:.2f}x, energy saving {result['energy_saving']:.2f}x, "
+               f"EDP {result['edp_ratio']:.2f}x; sizing-only / NAAS EDP {result['edp_vs_sizing_only']:.2f}x")
+    recheck = result.get("naas_recheck_10x")
+    if recheck:
+        out.append(f"NAAS re-mapped with {recheck['mapping_budget']} evaluations/layer: "
+                   f"{recheck['fitness_ratio']:.3f}x the reported {result.get('objective', 'edp')}")
+    secs = f"{result['seconds']:.1f} s"
+    if "search_seconds" in result:
+        secs += f" (accelerator searches {result['search_seconds']:.1f} s, final mappings "
+        secs += f"{result['seconds'] - result['search_seconds']:.1f} s)"
+    out.append(f"time: {secs}")
+    return "\n".join(out)
 
 
 # --- presets ------------------------------------------------------------------------------------------
@@ -188,7 +364,7 @@ def cmd_presets(args: argparse.Namespace) -> int:
 
 
 #: Parser builders, one per subcommand, in help order.
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_evaluate, _add_presets]
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_evaluate, _add_cosearch, _add_presets]
 
 
 def build_parser() -> argparse.ArgumentParser:

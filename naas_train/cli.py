@@ -5,6 +5,8 @@ from __future__ import annotations
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from naas_train.trainer import NaasTrainer
+
 
 def schedule_epochs(phases: list) -> int:
     """Epochs of all phases; at parse time jsonargparse passes each phase as a namespace with ``init_args``."""
@@ -20,6 +22,7 @@ class NaasCLI(LightningCLI):
 
     def __init__(self, **kwargs) -> None:
         kwargs.setdefault("save_config_kwargs", {"overwrite": True})
+        kwargs.setdefault("trainer_class", NaasTrainer)
         super().__init__(
             LightningModule,
             LightningDataModule,
@@ -33,6 +36,7 @@ class NaasCLI(LightningCLI):
         return {
             "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
             "validate": {"model", "dataloaders", "datamodule"},
+            "search": {"model", "datamodule"},
         }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -188,10 +188,13 @@ class NetworkCoSearch:
         return {"heldout_spearman": rho, "n_measured": len(cfgs)}
 
     def _fit_predictor(self, X: np.ndarray, y: np.ndarray) -> None:
+        import torch
+
         from supernet import AccuracyPredictor
 
-        self.predictor = AccuracyPredictor(X.shape[1], hidden_size=128, seed=self.settings.seed)
-        self.predictor.fit(X, y, epochs=self.settings.predictor_epochs)
+        with torch.inference_mode(False), torch.enable_grad():  # may run inside a Lightning validation loop
+            self.predictor = AccuracyPredictor(X.shape[1], hidden_size=128, seed=self.settings.seed)
+            self.predictor.fit(X, y, epochs=self.settings.predictor_epochs)
 
     def accuracy(self, cfgs: list[Any]) -> list[float]:
         if self.settings.accuracy_source == "measured":

@@ -193,6 +193,11 @@ class SupernetData(pl.LightningDataModule):
         shard = Subset(self.val_set, range(rank, len(self.val_set), world_size))  # type: ignore[arg-type]
         return self._loader(_Transformed(shard, self.eval_transform()), self.val_batch_size)
 
+    def full_val_dataloader(self) -> DataLoader:
+        """The whole validation split on every rank (for searches whose results must not depend on the rank count)."""
+        assert self.val_set is not None, "call setup() first"
+        return self._loader(_Transformed(self.val_set, self.eval_transform()), self.val_batch_size)
+
     def bn_dataloader(self) -> DataLoader:
         """A fixed, seeded subset of training images with the eval transform, the same on every rank."""
         assert self.train_set is not None, "call setup() first"

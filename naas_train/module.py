@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import asdict
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -111,6 +112,7 @@ class SupernetModule(pl.LightningModule):
         if kd_ratio > 0 and elastic and teacher_ckpt is None and elastic[0] == 0:
             raise ValueError("kd_ratio > 0 needs a full-network phase before the first elastic phase, or teacher_ckpt")
         self.save_hyperparameters(ignore=["net"])
+        self.hparams["phases"] = [asdict(p) for p in phases]  # plain data: checkpoints load with weights_only
         self.automatic_optimization = False
         self.net = net
         self.teacher = copy.deepcopy(net).requires_grad_(False) if kd_ratio > 0 and elastic else None
@@ -233,8 +235,7 @@ class SupernetModule(pl.LightningModule):
         """Log the current phase's histogram of sampled choices (counts so far)."""
         name = self.phases[self.phase_index].name
         counts = self.choice_counts.get(name, Counter())
-        for choice, count in sorted(counts.items()):
-            self.log(f"choices/{name}/{choice}", float(count))
+        self.log_dict({f"choices/{name}/{c}": float(n) for c, n in sorted(counts.items())}, sync_dist=True)
         for logger in self.loggers:
             if isinstance(logger, pl.loggers.WandbLogger):
                 log_choice_histograms(logger, name, counts, self.global_step)

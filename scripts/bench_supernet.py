@@ -4,6 +4,7 @@
 Models run in alternating rounds in one process (so drift hits all equally); each round times ``--steps``
 SGD steps (forward, cross-entropy, backward, momentum update) after warm-up. Eager mode on every row;
 ``--compile`` adds labelled ``torch.compile`` rows. ``--device cuda`` uses bf16 autocast and channels_last.
+"img per CPU-s" (images / process CPU time) is the contention-robust figure on a shared CPU box.
 
     python scripts/bench_supernet.py                      # CPU: batch 32, 128 px, 2 threads
     python scripts/bench_supernet.py --device cuda --batch-size 256 --resolution 224
@@ -85,6 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=5, help="timed steps per model per round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument(
+        "--channels-last", action="store_true", help="channels_last inputs and weights (always on for cuda)"
+    )
     parser.add_argument("--compile", action="store_true", help="add torch.compile rows (labelled)")
     parser.add_argument("--no-reference", action="store_true", help="skip the ofa package row")
     args = parser.parse_args(argv)
@@ -92,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     gpu = device.type == "cuda"
-    fmt = torch.channels_last if gpu else torch.contiguous_format
+    fmt = torch.channels_last if gpu or args.channels_last else torch.contiguous_format
     models = build_models(args.num_classes, not args.no_reference)
     if args.compile:
         models.update({f"{name} [torch.compile]": torch.compile(m) for name, m in list(models.items())[:2]})
@@ -119,19 +123,32 @@ def main(argv: list[str] | None = None) -> int:
             rates[name].append(images / (time.perf_counter() - start))
             cpu_rates[name].append(images / (time.process_time() - cpu_start))
 
-    hw = torch.cuda.get_device_name(device) if gpu else f"{platform.processor() or platform.machine()}, {args.threads} threads"
-    print(f"# train step, OFA MobileNetV3 w1.0 largest subnet (k7 e6 d4), batch {args.batch_size}, {args.resolution} px, "
-          f"{'bf16 autocast + channels_last' if gpu else 'fp32'}, {device.type} ({hw}), torch {torch.__version__}, "
-          f"{args.rounds} alternating rounds x {args.steps} steps")
+    hw = (
+        torch.cuda.get_device_name(device)
+        if gpu
+        else f"{platform.processor() or platform.machine()}, {args.threads} threads"
+    )
+    print(
+        f"# train step, OFA MobileNetV3 w1.0 largest subnet (k7 e6 d4), batch {args.batch_size}, {args.resolution} px, "
+        f"{'bf16 autocast' if gpu else 'fp32'}{' + channels_last' if fmt == torch.channels_last else ''}, "
+        f"{device.type} ({hw}), torch {torch.__version__}, "
+        f"{args.rounds} alternating rounds x {args.steps} steps"
+    )
     base = statistics.median(rates["ours: extracted max subnet"])
-    ref = statistics.median(rates["ofa package: supernet (max subnet)"]) if "ofa package: supernet (max subnet)" in rates else None
+    ref = (
+        statistics.median(rates["ofa package: supernet (max subnet)"])
+        if "ofa package: supernet (max subnet)" in rates
+        else None
+    )
     print(f"| {'model':44s} | img/s (median) | min..max        | vs extracted | vs ofa supernet | img per CPU-s |")
     print(f"|{'-' * 46}|---------------:|----------------:|-------------:|----------------:|--------------:|")
     for name, r in rates.items():
         med = statistics.median(r)
         vs_ref = f"{med / ref:.2f}x" if ref else "n/a"
-        print(f"| {name:44s} | {med:14.1f} | {min(r):6.1f}..{max(r):<7.1f} | {med / base:11.3f}x | {vs_ref:>15s} "
-              f"| {statistics.median(cpu_rates[name]):13.1f} |")
+        print(
+            f"| {name:44s} | {med:14.1f} | {min(r):6.1f}..{max(r):<7.1f} | {med / base:11.3f}x | {vs_ref:>15s} "
+            f"| {statistics.median(cpu_rates[name]):13.1f} |"
+        )
     return 0
 
 

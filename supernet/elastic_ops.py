@@ -39,7 +39,9 @@ class ElasticConv2d(nn.Conv2d):
         return F.conv2d(x, weight, bias, self.stride, self.padding)
 
     def extract(self, in_channels: int, out_channels: int) -> nn.Conv2d:
-        conv = nn.Conv2d(in_channels, out_channels, self.kernel_size, self.stride, self.padding, bias=self.bias is not None)
+        conv = nn.Conv2d(
+            in_channels, out_channels, self.kernel_size, self.stride, self.padding, bias=self.bias is not None
+        )
         conv = conv.to(self.weight.device, self.weight.dtype)
         with torch.no_grad():
             conv.weight.copy_(self.active_weight(in_channels, out_channels))
@@ -66,7 +68,10 @@ class ElasticDepthwiseConv2d(nn.Conv2d):
         super().__init__(channels, channels, max_k, stride, max_k // 2, groups=channels, bias=False)
         self.kernel_sizes = kernel_sizes
         self.transforms = nn.ParameterDict(
-            {f"{big}to{small}": nn.Parameter(torch.eye(small * small)) for small, big in zip(kernel_sizes, kernel_sizes[1:])}
+            {
+                f"{big}to{small}": nn.Parameter(torch.eye(small * small))
+                for small, big in zip(kernel_sizes, kernel_sizes[1:])
+            }
         )
 
     def active_weight(self, channels: int, kernel_size: int) -> torch.Tensor:

@@ -69,21 +69,49 @@ class ElasticDwConvBnAct(nn.Module):
         return self.act(self.bn(self.conv(x, kernel_size)))
 
     def extract(self, channels: int, kernel_size: int) -> nn.Sequential:
-        return conv_bn_act(self.conv.extract(channels, kernel_size), self.bn.extract(channels), type(self.act)(inplace=True))
+        return conv_bn_act(
+            self.conv.extract(channels, kernel_size), self.bn.extract(channels), type(self.act)(inplace=True)
+        )
 
 
 def conv_layer(
-    name: str, in_channels: int, out_channels: int, kernel_size: int, stride: int, out_size: int,
-    depthwise: bool = False, bias: bool = False, bn: bool = True,
+    name: str,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int,
+    out_size: int,
+    depthwise: bool = False,
+    bias: bool = False,
+    bn: bool = True,
 ) -> ProfiledLayer:
     """Shape of a (depthwise) conv with ``out_size x out_size`` outputs, and its non-weight parameters."""
     extra = (out_channels if bias else 0) + (2 * out_channels if bn else 0)
     if depthwise:
-        layer = Layer(K=1, C=1, G=in_channels, P=out_size, Q=out_size, R=kernel_size, S=kernel_size,
-                      stride=stride, name=name, op="depthwise")
+        layer = Layer(
+            K=1,
+            C=1,
+            G=in_channels,
+            P=out_size,
+            Q=out_size,
+            R=kernel_size,
+            S=kernel_size,
+            stride=stride,
+            name=name,
+            op="depthwise",
+        )
     else:
-        layer = Layer(K=out_channels, C=in_channels, P=out_size, Q=out_size, R=kernel_size, S=kernel_size,
-                      stride=stride, name=name, op="conv")
+        layer = Layer(
+            K=out_channels,
+            C=in_channels,
+            P=out_size,
+            Q=out_size,
+            R=kernel_size,
+            S=kernel_size,
+            stride=stride,
+            name=name,
+            op="conv",
+        )
     return layer, extra
 
 

@@ -120,12 +120,14 @@ class ElasticMBConv(nn.Module):
         return layers, out_size
 
     def sort_channels(self, keep: int = 0) -> ChannelPermutations:
-        """Sort middle (and SE-reduced) channels by the L1 norm of the weights that read them; see ``importance_order``."""
+        """Sort middle (and SE-reduced) channels by the L1 norm of the weights reading them (``importance_order``)."""
         ratios = self.expand_ratios[::-1]
         widths = [self.mid_channels(self.in_channels, e) for e in ratios]
         idx = importance_order(self.point_linear.conv.weight.abs().sum((0, 2, 3)), widths, keep)
         perms: ChannelPermutations = defaultdict(list)
-        out_dim0 = ["depth_conv.conv.weight"] + [f"depth_conv.bn.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
+        out_dim0 = ["depth_conv.conv.weight"] + [
+            f"depth_conv.bn.{n}" for n in ("weight", "bias", "running_mean", "running_var")
+        ]
         if self.inverted_bottleneck is not None:
             out_dim0 += ["inverted_bottleneck.conv.weight"]
             out_dim0 += [f"inverted_bottleneck.bn.{n}" for n in ("weight", "bias", "running_mean", "running_var")]
@@ -140,7 +142,11 @@ class ElasticMBConv(nn.Module):
         if self.se is not None:
             se_widths = [self.se.mid_channels(w) for w in widths]
             se_idx = importance_order(self.se.expand.weight.abs().sum((0, 2, 3)), se_widths, keep)
-            se_perms = {"se.expand.weight": [(1, se_idx)], "se.reduce.weight": [(0, se_idx)], "se.reduce.bias": [(0, se_idx)]}
+            se_perms = {
+                "se.expand.weight": [(1, se_idx)],
+                "se.reduce.weight": [(0, se_idx)],
+                "se.reduce.bias": [(0, se_idx)],
+            }
             apply_permutations(self, se_perms)
             for n, steps in se_perms.items():
                 perms[n] += steps
@@ -150,8 +156,14 @@ class ElasticMBConv(nn.Module):
 class MobileNetV3(nn.Module):
     """A plain MobileNetV3 (what ``OFAMobileNetV3.extract`` returns): only standard torch layers."""
 
-    def __init__(self, first_conv: nn.Module, blocks: list[nn.Module], final_expand_layer: nn.Module,
-                 feature_mix_layer: nn.Module, classifier: nn.Module):
+    def __init__(
+        self,
+        first_conv: nn.Module,
+        blocks: list[nn.Module],
+        final_expand_layer: nn.Module,
+        feature_mix_layer: nn.Module,
+        classifier: nn.Module,
+    ):
         super().__init__()
         self.first_conv = first_conv
         self.blocks = nn.Sequential(*blocks)
@@ -194,10 +206,16 @@ class OFAMobileNetV3(nn.Module):
         self.width_mult, self.num_classes = float(width_mult), num_classes
         widths = [make_divisible(w * width_mult, 8) for w in BASE_WIDTHS]
         self.widths = widths
-        self.first_conv = conv_bn_act(nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.Hardswish(inplace=True))
+        self.first_conv = conv_bn_act(
+            nn.Conv2d(3, widths[0], 3, 2, 1, bias=False), nn.BatchNorm2d(widths[0]), nn.Hardswish(inplace=True)
+        )
         first_block = MBConv(
             None,
-            conv_bn_act(nn.Conv2d(widths[0], widths[0], 3, 1, 1, groups=widths[0], bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU(inplace=True)),
+            conv_bn_act(
+                nn.Conv2d(widths[0], widths[0], 3, 1, 1, groups=widths[0], bias=False),
+                nn.BatchNorm2d(widths[0]),
+                nn.ReLU(inplace=True),
+            ),
             None,
             conv_bn_act(nn.Conv2d(widths[0], widths[1], 1, bias=False), nn.BatchNorm2d(widths[1]), None),
             widths[0] == widths[1],
@@ -206,11 +224,19 @@ class OFAMobileNetV3(nn.Module):
         in_ch = widths[1]
         for out_ch, stride, act, se in zip(widths[2:7], STAGE_STRIDES, STAGE_ACTS, STAGE_SE):
             for i in range(self.space.max_depth):
-                blocks.append(ElasticMBConv(in_ch, out_ch, self.space.ks_list, self.space.expand_list, stride if i == 0 else 1, act, se))
+                blocks.append(
+                    ElasticMBConv(
+                        in_ch, out_ch, self.space.ks_list, self.space.expand_list, stride if i == 0 else 1, act, se
+                    )
+                )
                 in_ch = out_ch
         self.blocks = nn.ModuleList(blocks)
-        self.final_expand_layer = conv_bn_act(nn.Conv2d(in_ch, widths[7], 1, bias=False), nn.BatchNorm2d(widths[7]), nn.Hardswish(inplace=True))
-        self.feature_mix_layer = conv_bn_act(nn.Conv2d(widths[7], widths[8], 1, bias=False), None, nn.Hardswish(inplace=True))
+        self.final_expand_layer = conv_bn_act(
+            nn.Conv2d(in_ch, widths[7], 1, bias=False), nn.BatchNorm2d(widths[7]), nn.Hardswish(inplace=True)
+        )
+        self.feature_mix_layer = conv_bn_act(
+            nn.Conv2d(widths[7], widths[8], 1, bias=False), None, nn.Hardswish(inplace=True)
+        )
         self.classifier = nn.Sequential()
         self.classifier.add_module("dropout", nn.Dropout(dropout))
         self.classifier.add_module("linear", nn.Linear(widths[8], num_classes))
@@ -245,8 +271,13 @@ class OFAMobileNetV3(nn.Module):
             for i in self.active_block_ids():
                 blocks.append(self.blocks[i].extract(in_ch))
                 in_ch = self.blocks[i].out_channels
-            net = MobileNetV3(copy.deepcopy(self.first_conv), blocks, copy.deepcopy(self.final_expand_layer),
-                              copy.deepcopy(self.feature_mix_layer), copy.deepcopy(self.classifier))
+            net = MobileNetV3(
+                copy.deepcopy(self.first_conv),
+                blocks,
+                copy.deepcopy(self.final_expand_layer),
+                copy.deepcopy(self.feature_mix_layer),
+                copy.deepcopy(self.classifier),
+            )
         finally:
             self.set_active(previous)
         return net.train(self.training)
@@ -257,9 +288,11 @@ class OFAMobileNetV3(nn.Module):
         self.space.validate(cfg)
         size = conv_out_size(resolution or cfg.r, 3, 2)
         w = self.widths
-        layers = [conv_layer("first_conv", 3, w[0], 3, 2, size),
-                  conv_layer("blocks.0.dw", w[0], w[0], 3, 1, size, depthwise=True),
-                  conv_layer("blocks.0.project", w[0], w[1], 1, 1, size)]
+        layers = [
+            conv_layer("first_conv", 3, w[0], 3, 2, size),
+            conv_layer("blocks.0.dw", w[0], w[0], 3, 1, size, depthwise=True),
+            conv_layer("blocks.0.project", w[0], w[1], 1, 1, size),
+        ]
         previous = self.active_config
         self.set_active(cfg)
         try:

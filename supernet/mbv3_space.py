@@ -28,7 +28,7 @@ class MBV3Config:
         return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "MBV3Config":
+    def from_dict(cls, data: dict[str, Any]) -> MBV3Config:
         return config_from_dict(cls, data, ("ks", "e", "d"), {"ks": int, "e": int, "d": int})
 
 
@@ -45,6 +45,7 @@ class MBV3Space(GeneSpace[MBV3Config]):
     depth_list: tuple[int, ...] = (2, 3, 4)
     n_stages: int = field(default=5, init=False)
     gene_fields = ("ks", "e", "d")
+    config_type = MBV3Config
 
     def __post_init__(self) -> None:
         ks = sorted_choices("ks_list", self.ks_list)
@@ -85,10 +86,20 @@ class MBV3Space(GeneSpace[MBV3Config]):
         return MBV3Config(ks=list(genes["ks"]), e=list(genes["e"]), d=list(genes["d"]), r=int(r))
 
     def max_config(self, resolution: int = 224) -> MBV3Config:
-        return MBV3Config([self.ks_list[-1]] * self.n_blocks, [self.expand_list[-1]] * self.n_blocks, [self.max_depth] * self.n_stages, resolution)
+        return MBV3Config(
+            [self.ks_list[-1]] * self.n_blocks,
+            [self.expand_list[-1]] * self.n_blocks,
+            [self.max_depth] * self.n_stages,
+            resolution,
+        )
 
     def min_config(self, resolution: int = 224) -> MBV3Config:
-        return MBV3Config([self.ks_list[0]] * self.n_blocks, [self.expand_list[0]] * self.n_blocks, [self.depth_list[0]] * self.n_stages, resolution)
+        return MBV3Config(
+            [self.ks_list[0]] * self.n_blocks,
+            [self.expand_list[0]] * self.n_blocks,
+            [self.depth_list[0]] * self.n_stages,
+            resolution,
+        )
 
     def sample(
         self,

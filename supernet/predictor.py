@@ -20,7 +20,9 @@ class AccuracyPredictor(nn.Module):
     def __init__(self, n_features: int, hidden_size: int = 400, n_layers: int = 3, seed: int = 0):
         super().__init__()
         if n_features < 1 or hidden_size < 1 or n_layers < 1:
-            raise ValueError(f"n_features, hidden_size and n_layers must be >= 1, got {n_features}, {hidden_size}, {n_layers}")
+            raise ValueError(
+                f"n_features, hidden_size and n_layers must be >= 1, got {n_features}, {hidden_size}, {n_layers}"
+            )
         layers: list[nn.Module] = []
         width = n_features
         with torch.random.fork_rng(devices=[]):
@@ -43,8 +45,15 @@ class AccuracyPredictor(nn.Module):
             raise ValueError(f"X must have shape (n, {self.n_features}), got {tuple(x.shape)}")
         return x
 
-    def fit(self, X: np.ndarray, y: np.ndarray, epochs: int = 300, lr: float = 1e-3, batch_size: int = 128,
-            weight_decay: float = 0.0) -> "AccuracyPredictor":
+    def fit(
+        self,
+        X: np.ndarray,
+        y: np.ndarray,
+        epochs: int = 300,
+        lr: float = 1e-3,
+        batch_size: int = 128,
+        weight_decay: float = 0.0,
+    ) -> AccuracyPredictor:
         """Train on encodings ``X`` (n, features) and targets ``y`` (n,); returns ``self``."""
         x, t = self._as_tensor(X), torch.as_tensor(np.asarray(y, dtype=np.float32)).to(self.base.device)
         if t.shape != (x.shape[0],) or x.shape[0] < 2:

@@ -53,7 +53,9 @@ def _parse_config(net: Any, spec: str, resolution: int | None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m supernet.profile", description="Params, MACs and layer shapes of an OFA subnet.")
+    parser = argparse.ArgumentParser(
+        prog="python -m supernet.profile", description="Params, MACs and layer shapes of an OFA subnet."
+    )
     parser.add_argument("--space", choices=["mbv3", "resnet50"], default="mbv3")
     parser.add_argument("--width-mult", type=float, default=1.0, help="mbv3 supernet width (1.0 or 1.2)")
     parser.add_argument("--num-classes", type=int, default=1000)
@@ -72,8 +74,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps({**stats, "config": cfg.to_dict(), "layers": [layer.to_dict() for layer in layers]}))
     else:
         for layer in layers:
-            print(f"{layer.name:32s} {layer.op:9s} G={layer.G:<5d} K={layer.K:<5d} C={layer.C:<5d} P={layer.P:<4d} "
-                  f"R={layer.R} stride={layer.stride[0]} MACs={layer.macs:,}")
+            print(
+                f"{layer.name:32s} {layer.op:9s} G={layer.G:<5d} K={layer.K:<5d} C={layer.C:<5d} P={layer.P:<4d} "
+                f"R={layer.R} stride={layer.stride[0]} MACs={layer.macs:,}"
+            )
         print(f"params {stats['params']:,}  MACs {stats['macs']:,}  (resolution {cfg.r})")
     return 0
 

@@ -49,7 +49,10 @@ class Bottleneck(nn.Module):
 
 
 class ElasticDownsample(nn.Module):
-    """ResNet-D shortcut with elastic channels: avg-pool (stride > 1) -> 1x1 conv -> BN (He et al., "Bag of Tricks", CVPR 2019)."""
+    """ResNet-D shortcut with elastic channels: avg-pool (stride > 1) -> 1x1 conv -> BN.
+
+    He et al., "Bag of Tricks for Image Classification with CNNs", CVPR 2019, Sec. 4.1 (ResNet-D).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int):
         super().__init__()
@@ -69,9 +72,16 @@ class ElasticDownsample(nn.Module):
 
 
 class ElasticBottleneck(nn.Module):
-    """Bottleneck with elastic input/output width and bottleneck ratio; middle ``make_divisible(round(C_out * e), 8)``."""
+    """Bottleneck with elastic in/out width and bottleneck ratio; middle ``make_divisible(round(C_out * e), 8)``."""
 
-    def __init__(self, in_channels: int, out_widths: tuple[int, ...], expand_ratios: tuple[float, ...], stride: int, identity_shortcut: bool):
+    def __init__(
+        self,
+        in_channels: int,
+        out_widths: tuple[int, ...],
+        expand_ratios: tuple[float, ...],
+        stride: int,
+        identity_shortcut: bool,
+    ):
         super().__init__()
         self.out_widths, self.expand_ratios, self.stride = tuple(out_widths), tuple(sorted(expand_ratios)), stride
         max_out = max(out_widths)
@@ -104,9 +114,11 @@ class ElasticBottleneck(nn.Module):
     def profile_layers(self, name: str, in_channels: int, in_size: int) -> tuple[list[ProfiledLayer], int]:
         out, mid = self.active_out_channels, self.mid_channels(self.active_out_channels, self.active_expand_ratio)
         out_size = conv_out_size(in_size, 3, self.stride)
-        layers = [conv_layer(f"{name}.conv1", in_channels, mid, 1, 1, in_size),
-                  conv_layer(f"{name}.conv2", mid, mid, 3, self.stride, out_size),
-                  conv_layer(f"{name}.conv3", mid, out, 1, 1, out_size)]
+        layers = [
+            conv_layer(f"{name}.conv1", in_channels, mid, 1, 1, in_size),
+            conv_layer(f"{name}.conv2", mid, mid, 3, self.stride, out_size),
+            conv_layer(f"{name}.conv3", mid, out, 1, 1, out_size),
+        ]
         if self.downsample is not None:
             pooled = pool_out_size(in_size, self.stride, self.stride, ceil_mode=True) if self.stride > 1 else in_size
             layers.append(conv_layer(f"{name}.downsample", in_channels, out, 1, 1, pooled))
@@ -172,17 +184,21 @@ class OFAResNet50(nn.Module):
         self.in_widths = tuple(make_divisible(STEM_WIDTH * m, 8) for m in mults)
         self.stem_widths = tuple(make_divisible(c // 2, 8) for c in self.in_widths)
         self.stage_widths = tuple(tuple(make_divisible(w * m, 8) for m in mults) for w in STAGE_WIDTHS)
-        self.input_stem = nn.ModuleList([
-            ElasticConvBnAct(3, max(self.stem_widths), 3, 2),
-            ElasticConvBnAct(max(self.stem_widths), max(self.stem_widths), 3, 1),
-            ElasticConvBnAct(max(self.stem_widths), max(self.in_widths), 3, 1),
-        ])
+        self.input_stem = nn.ModuleList(
+            [
+                ElasticConvBnAct(3, max(self.stem_widths), 3, 2),
+                ElasticConvBnAct(max(self.stem_widths), max(self.stem_widths), 3, 1),
+                ElasticConvBnAct(max(self.stem_widths), max(self.in_widths), 3, 1),
+            ]
+        )
         self.max_pooling = nn.MaxPool2d(3, 2, 1)
         blocks, in_widths = [], self.in_widths
         for n, widths, stride in zip(self.space.stage_blocks, self.stage_widths, STAGE_STRIDES):
             for i in range(n):
                 s = stride if i == 0 else 1
-                blocks.append(ElasticBottleneck(max(in_widths), widths, self.space.expand_list, s, s == 1 and in_widths == widths))
+                blocks.append(
+                    ElasticBottleneck(max(in_widths), widths, self.space.expand_list, s, s == 1 and in_widths == widths)
+                )
                 in_widths = widths
         self.blocks = nn.ModuleList(blocks)
         self.classifier = nn.Sequential()

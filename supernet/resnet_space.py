@@ -32,7 +32,7 @@ class ResNetConfig:
         return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ResNetConfig":
+    def from_dict(cls, data: dict[str, Any]) -> ResNetConfig:
         return config_from_dict(cls, data, ("d", "e", "w"), {"d": int, "e": float, "w": int})
 
 
@@ -50,6 +50,7 @@ class ResNetSpace(GeneSpace[ResNetConfig]):
     width_mult_list: tuple[float, ...] = (0.65, 0.8, 1.0)
     base_depths: tuple[int, ...] = field(default=(2, 2, 4, 2), init=False)
     gene_fields = ("d", "e", "w")
+    config_type = ResNetConfig
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "depth_list", sorted_choices("depth_list", self.depth_list, int, minimum=-1))
@@ -105,10 +106,20 @@ class ResNetSpace(GeneSpace[ResNetConfig]):
 
     def max_config(self, resolution: int = 224) -> ResNetConfig:
         top_w = len(self.width_mult_list) - 1
-        return ResNetConfig([self.max_depth] * (self.n_stages + 1), [self.expand_list[-1]] * self.n_blocks, [top_w] * (self.n_stages + 2), resolution)
+        return ResNetConfig(
+            [self.max_depth] * (self.n_stages + 1),
+            [self.expand_list[-1]] * self.n_blocks,
+            [top_w] * (self.n_stages + 2),
+            resolution,
+        )
 
     def min_config(self, resolution: int = 224) -> ResNetConfig:
-        return ResNetConfig([self.depth_list[0]] * (self.n_stages + 1), [self.expand_list[0]] * self.n_blocks, [0] * (self.n_stages + 2), resolution)
+        return ResNetConfig(
+            [self.depth_list[0]] * (self.n_stages + 1),
+            [self.expand_list[0]] * self.n_blocks,
+            [0] * (self.n_stages + 2),
+            resolution,
+        )
 
     def sample(
         self,
@@ -130,7 +141,7 @@ class ResNetSpace(GeneSpace[ResNetConfig]):
         return out
 
     def encode(self, cfg: ResNetConfig) -> np.ndarray:
-        """Stem-skip flag, one-hot width index per stem conv / stage, one-hot ``e`` per active block, resolution hats."""
+        """Stem-skip flag, one-hot width index per stem conv and stage, one-hot ``e`` per active block, r hats."""
         self.validate(cfg)
         active = set(self.active_blocks(cfg))
         feats: list[float] = [1.0 if cfg.d[0] < self.max_depth else 0.0]

@@ -39,6 +39,7 @@ class GeneSpace(Generic[Config]):
     """Base of the search spaces: subclasses define ``gene_choices`` and ``make_config``."""
 
     gene_fields: tuple[str, ...] = ()
+    config_type: type = object
 
     def gene_choices(self) -> dict[str, list[tuple]]:
         """For every gene field, the allowed values at each position."""
@@ -53,6 +54,8 @@ class GeneSpace(Generic[Config]):
 
     def validate(self, cfg: Config) -> Config:
         """Raise ``ValueError`` naming the field when ``cfg`` is not in this space; return it otherwise."""
+        if not isinstance(cfg, self.config_type):
+            raise ValueError(f"expected a {self.config_type.__name__}, got {type(cfg).__name__}")
         for name, per_position in self.allowed_values().items():
             values = list(getattr(cfg, name))
             if len(values) != len(per_position):

@@ -63,7 +63,9 @@ def resnet_configs(space: supernet.ResNetSpace, resolutions=(32, 40)):
         supernet.ResNetConfig,
         d=st.lists(st.sampled_from(space.depth_list), min_size=space.n_stages + 1, max_size=space.n_stages + 1),
         e=st.lists(st.sampled_from(space.expand_list), min_size=space.n_blocks, max_size=space.n_blocks),
-        w=st.lists(st.integers(0, len(space.width_mult_list) - 1), min_size=space.n_stages + 2, max_size=space.n_stages + 2),
+        w=st.lists(
+            st.integers(0, len(space.width_mult_list) - 1), min_size=space.n_stages + 2, max_size=space.n_stages + 2
+        ),
         r=st.sampled_from(resolutions),
     )
 
@@ -195,7 +197,9 @@ def test_extracted_subnet_onnx_matches(mbv3, tmp_path):
     x = torch.randn(1, 3, 32, 32)
     path = tmp_path / "sub.onnx"
     torch.onnx.export(sub, (x,), str(path), dynamo=True)
-    out = ort.InferenceSession(str(path)).run(None, {ort.InferenceSession(str(path)).get_inputs()[0].name: x.numpy()})[0]
+    out = ort.InferenceSession(str(path)).run(None, {ort.InferenceSession(str(path)).get_inputs()[0].name: x.numpy()})[
+        0
+    ]
     with torch.no_grad():
         assert np.abs(out - sub(x).numpy()).max() <= 1e-4
 
@@ -204,7 +208,10 @@ def test_extracted_subnet_onnx_matches(mbv3, tmp_path):
 @pytest.fixture(scope="module")
 def ofa_mbv3_pair():
     networks = pytest.importorskip("ofa.imagenet_classification.elastic_nn.networks")
-    ref = randomize_(networks.OFAMobileNetV3(n_classes=10, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]), seed=4)
+    ref = randomize_(
+        networks.OFAMobileNetV3(n_classes=10, ks_list=[3, 5, 7], expand_ratio_list=[3, 4, 6], depth_list=[2, 3, 4]),
+        seed=4,
+    )
     ours = supernet.OFAMobileNetV3(num_classes=10)
     ours.load_ofa_state_dict(ref.state_dict())
     return ref.eval(), ours.eval()
@@ -213,7 +220,9 @@ def ofa_mbv3_pair():
 @pytest.fixture(scope="module")
 def ofa_resnet_pair():
     networks = pytest.importorskip("ofa.imagenet_classification.elastic_nn.networks")
-    ref = networks.OFAResNets(n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0])
+    ref = networks.OFAResNets(
+        n_classes=10, depth_list=[0, 1, 2], expand_ratio_list=[0.2, 0.25, 0.35], width_mult_list=[0.65, 0.8, 1.0]
+    )
     ref = randomize_(ref, seed=5)
     ours = supernet.OFAResNet50(num_classes=10)
     ours.load_ofa_state_dict(ref.state_dict())
@@ -246,15 +255,22 @@ def test_ofa_resnet_checkpoint_loads_and_matches(ofa_resnet_pair, cfg):
 
 
 def test_ofa_legacy_checkpoint_keys_convert():
-    legacy = {"blocks.3.mobile_inverted_conv.depth_conv.bn.weight": torch.ones(1),
-              "blocks.3.mobile_inverted_conv.depth_conv.conv.conv.weight": torch.ones(1),
-              "blocks.5.conv.depth_conv.se.fc.reduce.bias": torch.ones(1),
-              "blocks.1.conv.depth_conv.conv.7to5_matrix": torch.ones(1),
-              "input_stem.1.conv.conv.conv.weight": torch.ones(1),
-              "classifier.linear.linear.bias": torch.ones(1)}
+    legacy = {
+        "blocks.3.mobile_inverted_conv.depth_conv.bn.weight": torch.ones(1),
+        "blocks.3.mobile_inverted_conv.depth_conv.conv.conv.weight": torch.ones(1),
+        "blocks.5.conv.depth_conv.se.fc.reduce.bias": torch.ones(1),
+        "blocks.1.conv.depth_conv.conv.7to5_matrix": torch.ones(1),
+        "input_stem.1.conv.conv.conv.weight": torch.ones(1),
+        "classifier.linear.linear.bias": torch.ones(1),
+    }
     assert list(supernet.convert_ofa_state_dict(legacy)) == [
-        "blocks.3.depth_conv.bn.weight", "blocks.3.depth_conv.conv.weight", "blocks.5.se.reduce.bias",
-        "blocks.1.depth_conv.conv.transforms.7to5", "input_stem.1.conv.weight", "classifier.linear.bias"]
+        "blocks.3.depth_conv.bn.weight",
+        "blocks.3.depth_conv.conv.weight",
+        "blocks.5.se.reduce.bias",
+        "blocks.1.depth_conv.conv.transforms.7to5",
+        "input_stem.1.conv.weight",
+        "classifier.linear.bias",
+    ]
 
 
 # --- profiling and layer shapes -----------------------------------------------------------------------
@@ -344,6 +360,8 @@ def test_invalid_inputs_raise_value_error():
         MBV3_SPACE.sample(np.random.default_rng(0), expand_list=(8,))
     with pytest.raises(ValueError, match="w must have 6 entries"):
         RESNET_SPACE.validate(supernet.ResNetConfig([2] * 5, [0.35] * 18, [0] * 5))
+    with pytest.raises(ValueError, match="expected a MBV3Config, got ResNetConfig"):
+        MBV3_SPACE.validate(RESNET_SPACE.max_config())
     with pytest.raises(ValueError, match="resolutions"):
         MBV3_SPACE.sample(np.random.default_rng(0), resolutions=())
 
@@ -467,7 +485,12 @@ def test_accuracy_predictor_ranks_held_out_subnets():
     cfgs = [net.space.sample(rng, resolutions=(160, 176, 192, 208, 224)) for _ in range(500)]
     X = np.stack([net.space.encode(c) for c in cfgs])
     # A nonlinear target: log latency of a roofline-like model, max(compute, traffic) per layer, summed.
-    y = np.array([np.log(sum(max(layer.macs / 256, sum(layer.tensor_sizes.values()) / 16) for layer in net.layer_shapes(c))) for c in cfgs])
+    y = np.array(
+        [
+            np.log(sum(max(layer.macs / 256, sum(layer.tensor_sizes.values()) / 16) for layer in net.layer_shapes(c)))
+            for c in cfgs
+        ]
+    )
     pred = supernet.AccuracyPredictor(X.shape[1], seed=0).fit(X[:400], y[:400], epochs=60)
     rho = spearmanr(pred.predict(X[400:]), y[400:]).statistic
     assert rho >= 0.9

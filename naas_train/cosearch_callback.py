@@ -1,0 +1,287 @@
+"""``CoSearchCallback``: runs the network-in-the-loop co-search inside a Lightning run.
+
+It runs at the configured points (end of fit, end of each progressive-shrinking phase, every k epochs, or on
+demand from ``naas-train search``). Accuracy is measured on the *whole* validation split (identical on every
+rank) after exact BN recalibration, so results do not depend on the number of ranks; under DDP each rank
+evaluates a slice of every accelerator population and the slices are gathered. The search state is written
+to ``<run>/cosearch/state.json`` after every generation (and kept in checkpoints), so a killed run resumes
+mid-search. Results go to the loggers (wandb: per-generation fitness, Pareto table and plot, per-layer
+breakdown) and to ``<run>/cosearch/`` as JSON and PNG.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader
+
+from hwmodel.report import network_report, provenance, write_json_atomic
+from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
+from naas_train.data import resize
+from naas_train.module import bn_buffers, load_bn_buffers
+from supernet import profile, recalibrate_bn
+
+RESULT_SCHEMA_VERSION = 1
+
+
+class CoSearchCallback(pl.Callback):
+    """Co-search accelerator, mapping and subnet of the trained supernet.
+
+    Args:
+        settings: :class:`naas_train.cosearch.CoSearchSettings` (budget preset, objective, population sizes,
+            constraints, accuracy source, mapping budgets, seed).
+        run_at: any of ``"fit_end"``, ``"phase_end"``, ``"every_n_epochs"``.
+        every_n_epochs: period for ``"every_n_epochs"``.
+        val_batches: validation batches used to measure a subnet's accuracy (``None`` = the whole split).
+        out_dir: where ``cosearch/`` goes (default: the trainer's log dir or ``default_root_dir``).
+    """
+
+    def __init__(self, settings: CoSearchSettings | None = None, run_at: Sequence[str] = ("fit_end",),
+                 every_n_epochs: int = 1, val_batches: int | None = None, out_dir: str | None = None) -> None:
+        bad = set(run_at) - {"fit_end", "phase_end", "every_n_epochs"}
+        if bad:
+            raise ValueError(f"CoSearchCallback.run_at has unknown point(s) {sorted(bad)}; "
+                             "use fit_end, phase_end or every_n_epochs")
+        self.settings = settings or CoSearchSettings()
+        self.run_at = tuple(run_at)
+        self.every_n_epochs = every_n_epochs
+        self.val_batches = val_batches
+        self.out_dir = out_dir
+        self.state: dict[str, Any] | None = None  # an unfinished search (resumable)
+        self.results: list[dict[str, Any]] = []
+        self.last_result: dict[str, Any] | None = None
+        self._requested = False
+
+    def request_search(self) -> None:
+        """Run the search at the end of the next validation pass (``naas-train search``)."""
+        self._requested = True
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._requested and not trainer.sanity_checking:
+            self._requested = False
+            self.run(trainer, pl_module, tag="final")
+
+    # --- where and when ------------------------------------------------------------------------------
+    def directory(self, trainer: pl.Trainer) -> Path:
+        root = self.out_dir or trainer.default_root_dir
+        return Path(root) / "cosearch"
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch = trainer.current_epoch + 1
+        if "every_n_epochs" in self.run_at and epoch % self.every_n_epochs == 0:
+            self.run(trainer, pl_module, tag=f"epoch{epoch}")
+        elif "phase_end" in self.run_at and hasattr(pl_module, "phases"):
+            ends = [sum(p.epochs for p in pl_module.phases[: i + 1]) for i in range(len(pl_module.phases))]
+            if epoch in ends[:-1]:
+                self.run(trainer, pl_module, tag=f"phase{ends.index(epoch)}")
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if "fit_end" in self.run_at or "phase_end" in self.run_at:
+            self.run(trainer, pl_module, tag="final")
+
+    # --- the search ----------------------------------------------------------------------------------
+    def _accuracy_fn(self, trainer: pl.Trainer, net: torch.nn.Module) -> Callable[[list[Any]], list[float]]:
+        dm = trainer.datamodule
+        if dm is None or not hasattr(dm, "bn_dataloader"):
+            raise ValueError("CoSearchCallback needs a SupernetData data module (bn_dataloader, full_val_dataloader)")
+        device = next(net.parameters()).device
+        bn = [x.to(device) for x, _ in dm.bn_dataloader()]
+        val = []
+        for i, (x, y) in enumerate(dm.full_val_dataloader()):
+            if self.val_batches is not None and i >= self.val_batches:
+                break
+            val.append((x.to(device), y.to(device)))
+
+        @torch.no_grad()
+        def measure(cfgs: list[Any]) -> list[float]:
+            saved, was_training = bn_buffers(net), net.training
+            out = []
+            try:
+                for cfg in cfgs:
+                    net.set_active(cfg)
+                    recalibrate_bn(net, (resize(x, cfg.r) for x in bn))
+                    net.eval()
+                    correct = sum(int((net(resize(x, cfg.r)).argmax(-1) == y).sum()) for x, y in val)
+                    out.append(correct / max(1, sum(len(y) for _, y in val)))
+            finally:
+                load_bn_buffers(net, saved)
+                net.train(was_training)
+            return out
+
+        return measure
+
+    @staticmethod
+    def _map_fn(trainer: pl.Trainer) -> Callable:
+        world, rank = trainer.world_size, trainer.global_rank
+
+        def ddp_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
+            if world == 1:
+                return [fn(x) for x in items]
+            mine = [(i, fn(items[i])) for i in range(rank, len(items), world)]
+            parts: list = [None] * world
+            torch.distributed.all_gather_object(parts, mine)
+            out: list = [None] * len(items)
+            for part in parts:
+                for i, r in part:
+                    out[i] = r
+            return out
+
+        return ddp_map
+
+    def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str = "final",
+            progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
+        """Run (or resume) the co-search on ``pl_module.net``; returns the result dict."""
+        net = pl_module.net
+        resolutions = self.settings.resolutions or tuple(getattr(pl_module, "val_resolutions", None) or (224,))
+        search = NetworkCoSearch(net.space, net.layer_shapes, self._accuracy_fn(trainer, net), self.settings,
+                                 type(net.space.max_config()), map_fn=self._map_fn(trainer),
+                                 default_resolution=max(resolutions))
+        if self.settings.resolutions is None:
+            search.resolutions = tuple(resolutions)
+        out = self.directory(trainer)
+        state_file = out / f"state-{tag}.json"
+        if self.state is not None and self.state.get("tag") == tag:
+            search.load_state_dict(self.state["search"])
+        elif state_file.exists():
+            search.load_state_dict(json.loads(state_file.read_text()))
+        while not search.done:
+            search.step()
+            self.state = {"tag": tag, "search": search.state_dict()}
+            if trainer.is_global_zero:
+                out.mkdir(parents=True, exist_ok=True)
+                write_json_atomic(state_file, self.state["search"])
+                self._log_generation(trainer, tag, search.history[-1])
+            if progress is not None:
+                progress(search.es.generation, self.settings.accel_generations, search.history[-1]["best"])
+        core = trainer.strategy.broadcast(search.finalize(), src=0)
+        result = self._result(trainer, pl_module, core, tag)
+        if trainer.is_global_zero:
+            self._write(trainer, result, core, out, tag)
+        self.state = None
+        self.results.append({"tag": tag, "subnet": result["subnet"], "metrics": result["metrics"]})
+        self.last_result = result
+        return result
+
+    def _result(self, trainer: pl.Trainer, pl_module: pl.LightningModule, core: dict[str, Any], tag: str) -> dict[str, Any]:
+        net = pl_module.net
+        cfg = type(net.space.max_config()).from_dict(core["subnet"])
+        prof = profile(net, cfg, resolution=cfg.r)
+        from hwmodel.accelerator import Accelerator
+
+        accel = Accelerator.from_dict(core["accelerator"])
+        report = network_report(core["layers"], accel, [m for _, m in core["mappings"]], seed=self.settings.seed)
+        ckpt = getattr(trainer, "ckpt_path", None)
+        return {
+            "schema_version": RESULT_SCHEMA_VERSION,
+            "provenance": provenance(accel, self.settings.seed),
+            "supernet_checkpoint": None if ckpt is None else str(ckpt),
+            "space": {"class": type(net).__name__, **{k: list(v) if isinstance(v, tuple) else v
+                                                      for k, v in vars(net.space).items()}},
+            "subnet": core["subnet"],
+            "accuracy": core["accuracy"],
+            "accelerator": core["accelerator"],
+            "mappings": report["layers"],
+            "metrics": {"cycles": report["total"]["cycles"], "energy_pj": report["total"]["energy_pj"],
+                        "edp": report["total"]["edp"], "macs": report["total"]["macs"], "params": prof["params"]},
+            "baselines": core["baselines"],
+            "pareto": core["pareto"],
+            "history": core["history"],
+            "predictor": core["predictor"],
+            "settings": core["settings"],
+            "tag": tag,
+        }
+
+    # --- outputs -------------------------------------------------------------------------------------
+    def _log_generation(self, trainer: pl.Trainer, tag: str, h: dict[str, float]) -> None:
+        for logger in trainer.loggers:
+            logger.log_metrics({f"cosearch/{tag}/best_fitness": h["best"], f"cosearch/{tag}/mean_fitness": h["mean"],
+                                "cosearch/generation": h["generation"]}, step=trainer.global_step)
+
+    def _write(self, trainer: pl.Trainer, result: dict[str, Any], core: dict[str, Any], out: Path, tag: str) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        name = "result.json" if tag == "final" else f"result-{tag}.json"
+        write_json_atomic(out / name, result)
+        write_json_atomic(out / f"pareto-{tag}.json", result["pareto"])
+        plot_pareto(result, out / f"pareto-{tag}.png")
+        plot_breakdown(result, out / f"breakdown-{tag}.png")
+        for logger in trainer.loggers:
+            if isinstance(logger, pl.loggers.WandbLogger):
+                cols = ["config", "accuracy", "cycles", "energy_pj", "edp", "accelerator"]
+                logger.log_table(f"cosearch/{tag}/pareto", columns=cols,
+                                 data=[[json.dumps(p["config"]), p["accuracy"], p["cycles"], p["energy_pj"], p["edp"],
+                                        json.dumps(p["accelerator"])] for p in result["pareto"]])
+                logger.log_table(f"cosearch/{tag}/layers", columns=["name", "count", "cycles", "energy_pj", "utilization"],
+                                 data=[[m["name"], m["count"], m["cycles"], m["energy_pj"], m["utilization"]]
+                                       for m in result["mappings"]])
+                logger.log_image(f"cosearch/{tag}/pareto_plot", [str(out / f"pareto-{tag}.png")])
+                logger.log_image(f"cosearch/{tag}/breakdown", [str(out / f"breakdown-{tag}.png")])
+            logger.log_metrics({f"cosearch/{tag}/accuracy": result["accuracy"], f"cosearch/{tag}/edp": result["metrics"]["edp"],
+                                f"cosearch/{tag}/cycles": result["metrics"]["cycles"],
+                                f"cosearch/{tag}/energy_pj": result["metrics"]["energy_pj"]}, step=trainer.global_step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "results": self.results}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.state = state_dict.get("state")
+        self.results = list(state_dict.get("results", []))
+
+
+def _save_png(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    tmp = path.with_name(path.stem + ".tmp.png")
+    fig.savefig(tmp, dpi=120)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def plot_pareto(result: dict[str, Any], path: Path) -> None:
+    """Accuracy vs EDP of the Pareto front, the chosen design and the budget baselines."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    front = result["pareto"]
+    source = result.get("settings", {}).get("accuracy_source", "measured")
+    ax.plot([p["edp"] for p in front], [p["accuracy"] for p in front], "o-",
+            label=f"Pareto front (searched accelerators, {source} accuracy)")
+    ax.plot([result["metrics"]["edp"]], [result["accuracy"]], "r*", markersize=14, label="chosen design (measured)")
+    for name, b in result["baselines"].items():
+        ax.plot([b["edp"]], [b["accuracy"]], "s", label=name.replace("_", " "))
+    ax.set_xscale("log")
+    ax.set_xlabel("EDP (pJ x cycles)")
+    ax.set_ylabel("top-1 accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_png(fig, path)
+
+
+def plot_breakdown(result: dict[str, Any], path: Path) -> None:
+    """Per-layer energy by level (MAC, L1, NoC, L2, DRAM) of the chosen design, count included."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    layers = result["mappings"]
+    levels = ["mac", "l1", "noc", "l2", "dram"]
+    data = np.array([[m["energy_breakdown"][lv] * m["count"] for lv in levels] for m in layers])
+    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(layers)), 4))
+    bottom = np.zeros(len(layers))
+    for j, lv in enumerate(levels):
+        ax.bar(range(len(layers)), data[:, j], bottom=bottom, label=lv)
+        bottom += data[:, j]
+    ax.set_xlabel("layer")
+    ax.set_ylabel("energy (pJ)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    _save_png(fig, path)
