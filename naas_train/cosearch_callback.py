@@ -29,6 +29,25 @@ from supernet import profile, recalibrate_bn
 RESULT_SCHEMA_VERSION = 1
 
 
+def ddp_map_fn(world_size: int, rank: int) -> Callable[[Callable[[Any], Any], Sequence[Any]], list]:
+    """A ``map_fn`` that evaluates every ``world_size``-th item on this rank and all-gathers the results in
+    item order (plain ``map`` on one rank)."""
+
+    def ddp_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
+        if world_size == 1:
+            return [fn(x) for x in items]
+        mine = [(i, fn(items[i])) for i in range(rank, len(items), world_size)]
+        parts: list = [None] * world_size
+        torch.distributed.all_gather_object(parts, mine)
+        out: list = [None] * len(items)
+        for part in parts:
+            for i, r in part:
+                out[i] = r
+        return out
+
+    return ddp_map
+
+
 class CoSearchCallback(pl.Callback):
     """Co-search accelerator, mapping and subnet of the trained supernet.
 
@@ -115,31 +134,13 @@ class CoSearchCallback(pl.Callback):
 
         return measure
 
-    @staticmethod
-    def _map_fn(trainer: pl.Trainer) -> Callable:
-        world, rank = trainer.world_size, trainer.global_rank
-
-        def ddp_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
-            if world == 1:
-                return [fn(x) for x in items]
-            mine = [(i, fn(items[i])) for i in range(rank, len(items), world)]
-            parts: list = [None] * world
-            torch.distributed.all_gather_object(parts, mine)
-            out: list = [None] * len(items)
-            for part in parts:
-                for i, r in part:
-                    out[i] = r
-            return out
-
-        return ddp_map
-
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str = "final",
             progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
         """Run (or resume) the co-search on ``pl_module.net``; returns the result dict."""
         net = pl_module.net
         resolutions = self.settings.resolutions or tuple(getattr(pl_module, "val_resolutions", None) or (224,))
         search = NetworkCoSearch(net.space, net.layer_shapes, self._accuracy_fn(trainer, net), self.settings,
-                                 type(net.space.max_config()), map_fn=self._map_fn(trainer),
+                                 type(net.space.max_config()), map_fn=ddp_map_fn(trainer.world_size, trainer.global_rank),
                                  default_resolution=max(resolutions))
         if self.settings.resolutions is None:
             search.resolutions = tuple(resolutions)

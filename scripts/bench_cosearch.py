@@ -128,7 +128,7 @@ def run_cell(budget: str, net: str, args) -> dict:
     cpu0 = time.process_time()
     r = cosearch(layers, budget, args.objective, args.seed, args.generations, args.mapping_budget,
                  args.final_mapping_budget, model=net)
-    return {
+    cell = {
         "budget": budget, "network": net, "unique_layers": len(layers),
         **{k: r[k] for k in RATIOS},
         "recheck_10x": r["naas_recheck_10x"]["fitness_ratio"],
@@ -137,19 +137,43 @@ def run_cell(budget: str, net: str, args) -> dict:
         "naas": {k: v for k, v in r["naas"].items() if k != "mappings"},
         "loadavg_after": os.getloadavg(),
     }
+    cell.update(template_baseline(layers, budget, r["naas"]))
+    return cell
+
+
+def template_baseline(layers, budget: str, naas: dict) -> dict:
+    """The preset with its best template (ws/os/is/rs, by EDP) per layer and no mapping search: the kind of
+    baseline the paper compares against (a design run with its own dataflow). Ratios are baseline / NAAS."""
+    from hwmodel.presets import PRESETS
+    from hwmodel.report import network_report, select_mappings
+
+    preset = PRESETS[budget]
+    mappings, labels = select_mappings(layers, preset)
+    total = network_report(layers, preset, mappings)["total"]
+    return {"template_baseline": {**total, "templates": sorted(set(labels))},
+            "vs_templates": {"speedup": total["cycles"] / naas["cycles"],
+                             "energy_saving": total["energy_pj"] / naas["energy_pj"],
+                             "edp_ratio": total["edp"] / naas["edp"]}}
 
 
 def markdown(results: dict) -> str:
     lines = ["| budget | network | speedup | energy saving | EDP ratio | EDP vs sizing-only | 10x recheck | "
-             "search s | total s | NAAS design |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "search s | total s | NAAS design | vs template-mapped preset: speedup / energy / EDP |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+
+    def vt(cells: list[dict]) -> str:
+        if not all("vs_templates" in c for c in cells):
+            return ""
+        g = [geomean([c["vs_templates"][k] for c in cells]) for k in ("speedup", "energy_saving", "edp_ratio")]
+        return " / ".join(f"{x:.2f}×" for x in g)
+
     for budget, cells in results["cells"].items():
         for c in cells:
             a = c["naas"]["accelerator"]
             design = "x".join(map(str, a["array"])) + " " + " / ".join("".join(ax) for ax in a["connectivity"])
             lines.append(f"| {budget} | {c['network']} | {c['speedup']:.2f}× | {c['energy_saving']:.2f}× | "
                          f"{c['edp_ratio']:.2f}× | {c['edp_vs_sizing_only']:.2f}× | {c['recheck_10x']:.3f} | "
-                         f"{c['search_seconds']:.0f} | {c['seconds']:.0f} | {design} |")
+                         f"{c['search_seconds']:.0f} | {c['seconds']:.0f} | {design} | {vt([c])} |")
         if cells:
             g = {k: geomean([c[k] for c in cells]) for k in (*RATIOS, "recheck_10x")}
             paper = PAPER.get(budget)
@@ -157,7 +181,7 @@ def markdown(results: dict) -> str:
             lines.append(f"| **{budget}** | **geomean**{ptxt} | **{g['speedup']:.2f}×** | **{g['energy_saving']:.2f}×** | "
                          f"**{g['edp_ratio']:.2f}×** | **{g['edp_vs_sizing_only']:.2f}×** | {g['recheck_10x']:.3f} | "
                          f"{sum(c['search_seconds'] for c in cells) / len(cells):.0f} avg | "
-                         f"{sum(c['seconds'] for c in cells) / len(cells):.0f} avg | |")
+                         f"{sum(c['seconds'] for c in cells) / len(cells):.0f} avg | | {vt(cells)} |")
     q = results.get("mapping_quality")
     if q:
         lines += ["", f"Mapping search, ResNet-50 ({q['layers']} distinct layers) on eyeriss, budget {q['budget']}: "
@@ -188,7 +212,19 @@ def main() -> int:
     ap.add_argument("--cold-jit", action="store_true", help="also time a cold JIT compile in a fresh interpreter")
     ap.add_argument("--no-quality", action="store_true", help="skip the mapping-search quality check")
     ap.add_argument("--out", metavar="FILE", help="write all results as JSON (rewritten after every cell)")
+    ap.add_argument("--render", metavar="FILE", help="print the table of a saved --out FILE and exit (adds the "
+                    "template-mapped baseline where missing)")
     args = ap.parse_args()
+    if args.render:
+        from hwmodel.workloads import model_layers
+
+        saved = json.loads(Path(args.render).read_text())
+        for budget, cells in saved["cells"].items():
+            for c in cells:
+                if "vs_templates" not in c:
+                    c.update(template_baseline(model_layers(c["network"]), budget, c["naas"]))
+        print(markdown(saved))
+        return 0
     table = QUICK if args.quick else TABLE
     if args.quick:
         args.generations = min(args.generations, 3)

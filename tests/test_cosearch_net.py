@@ -1,0 +1,150 @@
+"""Network-in-the-loop co-search: constraints, baselines, exact resume, DDP == 1 rank, the Lightning callback."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import supernet
+from naas_train.cosearch import CoSearchSettings, NetworkCoSearch, pareto_front
+from naas_train.cosearch_callback import CoSearchCallback, ddp_map_fn
+
+RES = (16,)
+
+
+def tiny_net() -> supernet.OFAMobileNetV3:
+    torch.manual_seed(0)
+    return supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10)
+
+
+def fake_accuracy(cfgs):
+    """A deterministic stand-in for measured accuracy: bigger subnets are more accurate."""
+    return [0.5 + 0.04 * np.mean(c.e) / 6 + 0.03 * np.mean(c.ks) / 7 + 0.05 * sum(c.d) / 20 for c in cfgs]
+
+
+def settings(**kw) -> CoSearchSettings:
+    base = dict(budget="eyeriss", resolutions=RES, accel_generations=2, accel_popsize=3, population=6, generations=1,
+                predictor_samples=16, predictor_epochs=40, mapping_budget=48, final_mapping_budget=150,
+                min_accuracy=0.58, seed=3)
+    base.update(kw)
+    return CoSearchSettings(**base)
+
+
+def make_search(net, map_fn=None, **kw) -> NetworkCoSearch:
+    extra = {} if map_fn is None else {"map_fn": map_fn}
+    return NetworkCoSearch(net.space, net.layer_shapes, fake_accuracy, settings(**kw), supernet.MBV3Config,
+                           default_resolution=RES[0], **extra)
+
+
+def run(search: NetworkCoSearch) -> dict:
+    while not search.done:
+        search.step()
+    return search.finalize()
+
+
+def summary(result: dict) -> tuple:
+    return (json.dumps(result["subnet"], sort_keys=True), json.dumps(result["accelerator"], sort_keys=True),
+            result["metrics"]["cycles"], result["metrics"]["energy_pj"], result["accuracy"])
+
+
+@pytest.fixture(scope="module")
+def net():
+    return tiny_net()
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(net):
+    return run(make_search(net))
+
+
+def test_chosen_design_meets_constraint_and_beats_both_baselines(uninterrupted):
+    r = uninterrupted
+    assert r["accuracy"] >= 0.58
+    for name in ("largest_subnet_on_budget", "chosen_subnet_on_budget"):
+        assert r["metrics"]["edp"] < r["baselines"][name]["edp"], name
+    assert r["predictor"]["n_measured"] >= 16 and np.isfinite(r["predictor"]["heldout_spearman"])
+    front = r["pareto"]
+    assert front and all(a["edp"] <= b["edp"] and a["accuracy"] < b["accuracy"] for a, b in zip(front, front[1:]))
+
+
+def test_killed_search_resumes_to_the_same_result(net, uninterrupted):
+    first = make_search(net)
+    first.step()  # one generation, then "killed": only its state survives, as JSON
+    state = json.loads(json.dumps(first.state_dict()))
+    resumed = make_search(net)
+    resumed.load_state_dict(state)
+    assert summary(run(resumed)) == summary(uninterrupted)
+
+
+def test_split_evaluation_matches_one_rank(net, uninterrupted):
+    def two_ranks(fn, items):  # what ddp_map_fn does, with both ranks' slices computed here
+        out = [None] * len(items)
+        for rank in range(2):
+            for i in range(rank, len(items), 2):
+                out[i] = fn(items[i])
+        return out
+
+    assert summary(run(make_search(net, map_fn=two_ranks))) == summary(uninterrupted)
+
+
+def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = run(make_search(tiny_net(), map_fn=ddp_map_fn(world, rank)))
+        with open(f"{path}.{rank}", "w") as f:
+            json.dump(list(summary(result)), f)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_rank_ddp_gives_the_one_rank_result(tmp_path, uninterrupted):
+    port = 29500 + os.getpid() % 1000
+    mp.spawn(_ddp_worker, args=(2, port, str(tmp_path / "r")), nprocs=2, join=True)
+    one = list(summary(uninterrupted))
+    for rank in range(2):
+        assert json.loads((tmp_path / f"r.{rank}").read_text()) == one
+
+
+def test_pareto_front_is_non_dominated():
+    pts = [{"edp": e, "accuracy": a} for e, a in [(1, 0.5), (2, 0.4), (3, 0.7), (4, 0.7), (5, 0.9)]]
+    assert [(p["edp"], p["accuracy"]) for p in pareto_front(pts)] == [(1, 0.5), (3, 0.7), (5, 0.9)]
+
+
+def test_bad_settings_name_the_field():
+    with pytest.raises(ValueError, match="budget"):
+        CoSearchSettings(budget="tpu9")
+    with pytest.raises(ValueError, match="accuracy_source"):
+        CoSearchSettings(accuracy_source="oracle")
+    with pytest.raises(ValueError, match="run_at"):
+        CoSearchCallback(run_at=["sometimes"])
+
+
+def test_callback_search_on_the_embedded_default(tmp_path):
+    """``NaasTrainer.search`` on digits (an untrained tiny supernet: the pipeline, not the accuracy, is tested)."""
+    from naas_train.data import DigitsData
+    from naas_train.module import SupernetModule
+    from naas_train.phases import Phase
+    from naas_train.trainer import NaasTrainer
+
+    cb = CoSearchCallback(settings(accuracy_source="measured", min_accuracy=0.0, population=4,
+                                   accel_popsize=2, accel_generations=1), run_at=[], val_batches=2)
+    trainer = NaasTrainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, default_root_dir=str(tmp_path), callbacks=[cb], limit_val_batches=1)
+    module = SupernetModule(tiny_net(), [Phase("full", epochs=1, lr=0.1)], val_resolutions=list(RES), kd_ratio=0.0)
+    data = DigitsData(resolutions=list(RES), batch_size=32, bn_samples=64, num_workers=0)
+    result = trainer.search(module, datamodule=data)
+    out = tmp_path / "cosearch"
+    saved = json.loads((out / "result.json").read_text())
+    assert saved["subnet"] == result["subnet"] and saved["metrics"]["edp"] < saved["baselines"]["largest_subnet_on_budget"]["edp"]
+    assert {"schema_version", "provenance", "supernet_checkpoint", "space", "subnet", "accuracy", "accelerator",
+            "mappings", "metrics", "baselines", "pareto"} <= set(saved)
+    assert set(saved["metrics"]) >= {"cycles", "energy_pj", "edp", "macs", "params"}
+    assert 0.0 <= saved["accuracy"] <= 1.0
+    for png in ("pareto-final.png", "breakdown-final.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
