@@ -61,7 +61,7 @@ class EpochSampler(DistributedSampler):
 
     def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
         indices = list(super().__iter__())[self.start :]
-        return iter([(i, derive_seed(self.seed, Stream.AUGMENT, self.epoch, i)) for i in indices])
+        return ((i, derive_seed(self.seed, Stream.AUGMENT, self.epoch, i)) for i in indices)
 
 
 class ResumableLoader(DataLoader):
@@ -187,14 +187,7 @@ class SupernetData(pl.LightningDataModule):
         )
 
     def val_dataloader(self) -> DataLoader:
-        """This rank's slice (every ``world_size``-th image) of the validation set, without padding."""
-        assert self.val_set is not None, "call setup() first"
-        rank, world_size = self._rank()
-        shard = Subset(self.val_set, range(rank, len(self.val_set), world_size))  # type: ignore[arg-type]
-        return self._loader(_Transformed(shard, self.eval_transform()), self.val_batch_size)
-
-    def full_val_dataloader(self) -> DataLoader:
-        """The whole validation split on every rank (for searches whose results must not depend on the rank count)."""
+        """The validation set with the eval transform (Lightning shards it over ranks)."""
         assert self.val_set is not None, "call setup() first"
         return self._loader(_Transformed(self.val_set, self.eval_transform()), self.val_batch_size)
 
@@ -202,7 +195,7 @@ class SupernetData(pl.LightningDataModule):
         """A fixed, seeded subset of training images with the eval transform, the same on every rank."""
         assert self.train_set is not None, "call setup() first"
         count = min(self.bn_samples, len(self.train_set))  # type: ignore[arg-type]
-        indices = generator(self.seed, Stream.AUGMENT).permutation(len(self.train_set))[:count]  # type: ignore[arg-type]
+        indices = generator(self.seed, Stream.SPLIT, 0).permutation(len(self.train_set))[:count]  # type: ignore[arg-type]
         subset = Subset(self.train_set, indices.tolist())
         return self._loader(_Transformed(subset, self.eval_transform()), self.val_batch_size)
 
@@ -252,7 +245,8 @@ class ImageFolderData(SupernetData):
         """
         Args:
             root: dataset root holding ``train/<class>/*`` and (unless ``holdout`` > 0) ``val/<class>/*``.
-            holdout: fraction of ``train`` held out (seeded, per class-agnostic permutation) as validation data.
+            holdout: fraction of ``train`` held out (a seeded random subset) as validation data; ``val/`` is then
+                not read.
             scale, hflip, color_jitter, auto_augment: timm ``create_transform`` training augmentation.
             crop_pct: center-crop fraction of the eval transform.
             **kwargs: :class:`SupernetData` arguments.
@@ -281,7 +275,7 @@ class ImageFolderData(SupernetData):
         train = self._folder("train")
         if self.holdout == 0.0:
             return train, self._folder("val")
-        order = generator(self.seed, Stream.AUGMENT, 1).permutation(len(train)).tolist()
+        order = generator(self.seed, Stream.SPLIT, 1).permutation(len(train)).tolist()
         cut = int(round(len(train) * self.holdout))
         return Subset(train, order[cut:]), Subset(train, order[:cut])
 
@@ -394,7 +388,7 @@ class SyntheticData(SupernetData):
         self.source_size = source_size
 
     def _make(self, count: int, split: int) -> _ImageArray:
-        rng = generator(self.seed, Stream.AUGMENT, 2, split)
+        rng = generator(self.seed, Stream.SPLIT, 2, split)
         size = self.source_size
         images = rng.integers(0, 96, size=(count, size, size, 3), dtype=np.uint8)
         labels = np.arange(count) % self.num_classes

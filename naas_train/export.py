@@ -138,8 +138,6 @@ def load_subnet(
     ``result["supernet_checkpoint"]``) into ``supernet`` (the recipe's) or an architecture inferred from the
     weights, with BN recalibrated on ``datamodule.bn_dataloader()`` when a data module is given.
     """
-    from naas_train.module import load_net_state
-
     if checkpoint is not None:
         obj = _load_checkpoint(checkpoint)
         hp = obj.get("hyper_parameters", {})
@@ -164,10 +162,10 @@ def load_subnet(
         raise ValueError("no checkpoint: give the fine-tuned checkpoint or the supernet checkpoint "
                          "(result.json does not name one)")
     obj = _load_checkpoint(path)
-    if "state_dict" in obj:
+    if "state_dict" in obj:  # a SupernetModule checkpoint
         state = {k.removeprefix("net."): v for k, v in obj["state_dict"].items() if k.startswith("net.")}
-    else:
-        state = load_net_state(path) if not obj else obj
+    else:  # a plain state dict of the supernet
+        state = {k: v for k, v in obj.items() if torch.is_tensor(v)}
     if not state:
         raise ValueError(f"checkpoint {path} holds no supernet weights (no 'net.*' keys)")
     if supernet is None:
@@ -381,8 +379,9 @@ def read_timeloop_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 # --- accuracy -----------------------------------------------------------------------------------------
 def onnx_accuracy(onnx_path: str | os.PathLike[str], datamodule: Any, resolution: int,
                   max_batches: int | None = None) -> dict[str, Any]:
-    """Top-1 of ``model.onnx`` under onnxruntime (CPU) on ``datamodule.full_val_dataloader()`` (every image
-    resized to ``resolution`` like the co-search did; the graph takes one image at a time)."""
+    """Top-1 of ``model.onnx`` under onnxruntime (CPU) on the whole validation split (``full_val_dataloader()``
+    where the data module has one, else ``val_dataloader()`` outside any trainer), every image resized to
+    ``resolution`` like the co-search did; the graph takes one image at a time."""
     import numpy as np
     import onnxruntime as ort
 
@@ -394,7 +393,8 @@ def onnx_accuracy(onnx_path: str | os.PathLike[str], datamodule: Any, resolution
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     correct = total = 0
-    for i, (x, y) in enumerate(datamodule.full_val_dataloader()):
+    loader = getattr(datamodule, "full_val_dataloader", None) or datamodule.val_dataloader
+    for i, (x, y) in enumerate(loader()):
         if max_batches is not None and i >= max_batches:
             break
         x = resize(x.float().cpu(), resolution).numpy()
@@ -405,7 +405,7 @@ def onnx_accuracy(onnx_path: str | os.PathLike[str], datamodule: Any, resolution
     if total == 0:
         raise ValueError("the validation split is empty")
     return {"top1": correct / total, "correct": correct, "images": total, "runtime": "onnxruntime",
-            "split": "validation (full_val_dataloader)", "resolution": resolution}
+            "split": "validation", "resolution": resolution}
 
 
 # --- the bundle ---------------------------------------------------------------------------------------
@@ -595,6 +595,9 @@ def _write_bundle(tmp: Path, result: dict[str, Any], result_path: Path, checkpoi
         program = torch.export.export(model, (example,))
         torch.export.save(program, str(tmp / "model.pt2"))
         expected = model(example).numpy()
+        err = float((program.module()(example) - torch.from_numpy(expected)).abs().max())
+    if err > ONNX_ATOL:
+        raise ValueError(f"model.pt2 differs from the PyTorch model by {err:.3g} > {ONNX_ATOL}")
     onnx_path = tmp / "model.onnx"
     torch.onnx.export(program, (example,), str(onnx_path), input_names=["input"], output_names=["logits"],
                       dynamo=True, external_data=False, verbose=False)

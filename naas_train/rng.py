@@ -24,6 +24,7 @@ class Stream(IntEnum):
     SUBNETS = 2
     DROPOUT = 3
     AUGMENT = 4
+    SPLIT = 5
 
 
 def derive_seed(seed: int, stream: Stream, *counters: int) -> int:

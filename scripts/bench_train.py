@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> Result:
         if args.channels_last:
             module = module.to(memory_format=torch.channels_last)
         if args.compile:
-            module.net = torch.compile(module.net)
+            module.net.compile()  # in place: state_dict keys unchanged
         steps = args.warmup + args.steps
         data = SyntheticData(num_classes=min(preset["num_classes"], 16), resolutions=[resolution],
                              source_size=resolution, batch_size=batch_size, train_size=batch_size * steps,
@@ -105,6 +105,16 @@ def run(args: argparse.Namespace) -> Result:
     return Result(args.preset, args.device, torch.get_num_threads(), preset["width_mult"], resolution, batch_size,
                   subnets, args.bf16, args.channels_last, args.compile, len(timer.times), round(step, 4),
                   round(batch_size / step, 1))
+
+
+def cpu_name() -> str:
+    """The CPU model from /proc/cpuinfo (Linux), else the platform's machine name."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.machine()
 
 
 def main() -> None:
@@ -124,7 +134,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     result = run(args)
-    machine = torch.cuda.get_device_name() if args.device == "cuda" else platform.processor() or platform.machine()
+    machine = torch.cuda.get_device_name() if args.device == "cuda" else cpu_name()
     flags = ", ".join(f for f, on in (("bf16", result.bf16), ("channels_last", result.channels_last),
                                       ("compile", result.compile)) if on) or "fp32"
     print(f"| {result.preset} | {machine} ({result.device}, {result.threads} threads) | {result.width_mult} | "

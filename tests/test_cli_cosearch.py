@@ -119,7 +119,8 @@ def test_evaluate_reproduces_naas(capsys, cosearched):
 
 def test_progress_bar_on_stderr(cosearched):
     _, _, err = cosearched
-    assert "sizing_only" in err and "naas" in err and "gen" in err
+    # tqdm throttles redraws, so only the first and the final state are certain to appear
+    assert "sizing_only:   0%" in err and "4/4" in err and "best edp" in err and "final mappings" in err
 
 
 def test_summary_table(capsys):

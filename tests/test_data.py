@@ -80,8 +80,9 @@ def test_image_folder_reads_train_val_and_holdout(tmp_path):
     assert (len(data.train_set), len(data.val_set)) == (12, 6)
     x, _ = next(iter(data.train_dataloader()))
     assert x.shape == (4, 3, 16, 16)
-    held = ImageFolderData(root=tmp_path / "train", resolutions=[16], holdout=0.25)
-    held.root = tmp_path  # holdout ignores root/val entirely
+    only_train = tmp_path / "only_train"
+    _write_folder(only_train, "train", classes=3, per_class=4)
+    held = ImageFolderData(root=only_train, resolutions=[16], holdout=0.25)
     held.setup("fit")
     assert (len(held.train_set), len(held.val_set)) == (9, 3)
 
