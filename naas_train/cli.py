@@ -37,6 +37,8 @@ class NaasCLI(LightningCLI):
             "fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"},
             "validate": {"model", "dataloaders", "datamodule"},
             "search": {"model", "datamodule"},
+            "finetune": {"model", "datamodule"},
+            "export": {"model", "datamodule"},
         }
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:

@@ -107,11 +107,11 @@ class CoSearchCallback(pl.Callback):
     def _accuracy_fn(self, trainer: pl.Trainer, net: torch.nn.Module) -> Callable[[list[Any]], list[float]]:
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "bn_dataloader"):
-            raise ValueError("CoSearchCallback needs a SupernetData data module (bn_dataloader, full_val_dataloader)")
+            raise ValueError("CoSearchCallback needs a SupernetData data module (bn_dataloader, val_dataloader)")
         device = next(net.parameters()).device
         bn = [x.to(device) for x, _ in dm.bn_dataloader()]
         val = []
-        for i, (x, y) in enumerate(dm.full_val_dataloader()):
+        for i, (x, y) in enumerate(dm.val_dataloader()):  # called directly: the whole split, on every rank
             if self.val_batches is not None and i >= self.val_batches:
                 break
             val.append((x.to(device), y.to(device)))

@@ -136,7 +136,8 @@ def load_subnet(
     From a fine-tuned checkpoint (:class:`naas_train.finetune.FinetuneModule`: the subnet's weights, its config
     and the supernet spec in the hyper-parameters), else extracted from the supernet checkpoint (argument, or
     ``result["supernet_checkpoint"]``) into ``supernet`` (the recipe's) or an architecture inferred from the
-    weights, with BN recalibrated on ``datamodule.bn_dataloader()`` when a data module is given.
+    weights (with no checkpoint at all, ``supernet``'s weights as they are, e.g. right after training), with BN
+    recalibrated on ``datamodule.bn_dataloader()`` when a data module is given.
     """
     if checkpoint is not None:
         obj = _load_checkpoint(checkpoint)
@@ -158,25 +159,25 @@ def load_subnet(
         return model.eval(), spec, {"kind": "finetuned", "checkpoint": str(checkpoint), "bn_recalibrated": True}
 
     path = supernet_checkpoint or result.get("supernet_checkpoint")
-    if path is None:
+    if path is None and supernet is None:
         raise ValueError("no checkpoint: give the fine-tuned checkpoint or the supernet checkpoint "
                          "(result.json does not name one)")
-    obj = _load_checkpoint(path)
-    if "state_dict" in obj:  # a SupernetModule checkpoint
-        state = {k.removeprefix("net."): v for k, v in obj["state_dict"].items() if k.startswith("net.")}
-    else:  # a plain state dict of the supernet
-        state = {k: v for k, v in obj.items() if torch.is_tensor(v)}
-    if not state:
-        raise ValueError(f"checkpoint {path} holds no supernet weights (no 'net.*' keys)")
-    if supernet is None:
-        spec = infer_supernet_spec(result["space"], state)
-        supernet = build_supernet(spec)
-    else:
-        spec = supernet_spec(supernet)
-    try:
-        supernet.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ValueError(f"checkpoint {path} does not fit the supernet {spec}: {exc}") from None
+    if path is not None:
+        obj = _load_checkpoint(path)
+        if "state_dict" in obj:  # a SupernetModule checkpoint
+            state = {k.removeprefix("net."): v for k, v in obj["state_dict"].items() if k.startswith("net.")}
+        else:  # a plain state dict of the supernet
+            state = {k: v for k, v in obj.items() if torch.is_tensor(v)}
+        if not state:
+            raise ValueError(f"checkpoint {path} holds no supernet weights (no 'net.*' keys)")
+        if supernet is None:
+            supernet = build_supernet(infer_supernet_spec(result["space"], state))
+        try:
+            supernet.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ValueError(f"checkpoint {path} does not fit the supernet {supernet_spec(supernet)}: {exc}") from None
+    assert supernet is not None
+    spec = supernet_spec(supernet)  # complete (defaults such as dropout included)
     cfg = type(supernet.space.max_config()).from_dict(result["subnet"])
     model = supernet.extract(cfg).cpu()
     recalibrated = False
@@ -187,7 +188,8 @@ def load_subnet(
         _setup(datamodule)
         recalibrate_bn(model, (resize(x, subnet_resolution(result)) for x, _ in datamodule.bn_dataloader()))
         recalibrated = True
-    return model.eval(), spec, {"kind": "supernet", "checkpoint": str(path), "bn_recalibrated": recalibrated}
+    return model.eval(), spec, {"kind": "supernet", "checkpoint": None if path is None else str(path),
+                                "bn_recalibrated": recalibrated}
 
 
 def subnet_resolution(result: MappingABC[str, Any]) -> int:
@@ -530,7 +532,8 @@ def export_bundle(
         result_path: ``<run>/cosearch/result.json``.
         out_dir: the bundle folder (created; must not exist unless ``overwrite``).
         checkpoint: fine-tuned subnet checkpoint (``naas-train finetune``); default: extract from the supernet.
-        supernet_checkpoint: supernet checkpoint (default: the one ``result.json`` names).
+        supernet_checkpoint: supernet checkpoint (default: the one ``result.json`` names; with neither, the
+            weights of ``supernet`` as they are).
         datamodule: a :class:`naas_train.data.SupernetData`: BN recalibration of an extracted subnet and the
             accuracy of ``model.onnx`` on its validation split (without one, accuracy is ``None``).
         supernet: the recipe's supernet module (architecture); default: inferred from the checkpoint.

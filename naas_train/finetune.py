@@ -54,6 +54,7 @@ class FinetuneModule(pl.LightningModule):
         kd_ratio: float = 1.0,
         label_smoothing: float = 0.1,
         recalibrate: bool = True,
+        resolution: int | None = None,
         supernet: nn.Module | None = None,
     ) -> None:
         """
@@ -67,6 +68,8 @@ class FinetuneModule(pl.LightningModule):
             kd_ratio: weight of the distillation loss (0: no teacher).
             label_smoothing: of the hard-label cross entropy.
             recalibrate: recalibrate BN of subnet and teacher at fit setup.
+            resolution: input size to train and validate at (default: the config's ``r``; the co-search's
+                ``deploy_resolution`` when it set one).
             supernet: the trained supernet to extract from (default: built from ``supernet_spec`` with random
                 weights, which a checkpoint then overwrites).
         """
@@ -77,7 +80,7 @@ class FinetuneModule(pl.LightningModule):
         net = supernet if supernet is not None else build_supernet(supernet_spec)
         config_cls = type(net.space.max_config())
         self.config = net.space.validate(config_cls.from_dict(subnet))
-        self.resolution = int(self.config.r)
+        self.resolution = int(resolution or self.config.r)
         self.net = net.extract(self.config).train()
         self.teacher = None
         if kd_ratio > 0:
@@ -95,10 +98,11 @@ class FinetuneModule(pl.LightningModule):
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage != "fit" or not self.hparams.recalibrate or datamodule is None or not hasattr(datamodule, "bn_dataloader"):
             return
-        batches = [resize(x, self.resolution) for x, _ in datamodule.bn_dataloader()]
+        device = self.trainer.strategy.root_device  # setup runs before the strategy moves the module
+        batches = [resize(x.to(device), self.resolution) for x, _ in datamodule.bn_dataloader()]
         for net in (self.net, self.teacher):
             if net is not None:
-                recalibrate_bn(net, [x.to(next(net.parameters()).device) for x in batches])
+                recalibrate_bn(net.to(device), batches)
 
     def configure_optimizers(self) -> dict[str, Any]:
         opt = create_optimizer_v2(self.net, opt=self.hparams.optimizer, lr=self.hparams.lr,
@@ -230,13 +234,14 @@ def run_finetune(
             net.load_state_dict(load_net_state(source))
         except Exception as exc:  # noqa: BLE001 - unreadable or mismatched: one clear message
             raise ValueError(f"cannot load supernet checkpoint {source} into {type(net).__name__}: {exc}") from None
+    deploy = ((res or {}).get("settings") or {}).get("deploy_resolution")
     module = FinetuneModule(supernet_spec(net), config, epochs=epochs, lr=lr, warmup_epochs=warmup_epochs,
                             kd_ratio=kd_ratio, label_smoothing=label_smoothing, weight_decay=weight_decay,
-                            supernet=net.cpu())
+                            resolution=deploy, supernet=net.cpu())
     _prepare_trainer(trainer, epochs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume is None else str(resume))
     final = Path(trainer.default_root_dir) / FINETUNED_CKPT
-    trainer.save_checkpoint(str(final))
+    trainer.save_checkpoint(str(final), weights_only=False)  # full state: fit(ckpt_path=...) can resume it
     return final
 
 

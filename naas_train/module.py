@@ -58,6 +58,16 @@ def permute_optimizer_state(optimizer: torch.optim.Optimizer, module: nn.Module,
                 state[key] = value
 
 
+def frozen_teacher(net: nn.Module) -> nn.Module:
+    """A copy of ``net`` without gradients or dropout, to run in train mode (BN on batch statistics) as the
+    distillation teacher, like OFA's ``teacher_model.train()`` under ``no_grad``."""
+    teacher = copy.deepcopy(net).requires_grad_(False)
+    for module in teacher.modules():
+        if isinstance(module, nn.Dropout):
+            module.p = 0.0
+    return teacher
+
+
 def mid_config(space: Any, resolution: int) -> Any:
     """The subnet taking the middle choice of every gene (e.g. kernel 5, expand 4, depth 3 in OFA's space)."""
     genes = {name: [c[len(c) // 2] for c in per_position] for name, per_position in space.gene_choices().items()}
@@ -115,7 +125,7 @@ class SupernetModule(pl.LightningModule):
         self.hparams["phases"] = [asdict(p) for p in phases]  # plain data: checkpoints load with weights_only
         self.automatic_optimization = False
         self.net = net
-        self.teacher = copy.deepcopy(net).requires_grad_(False) if kd_ratio > 0 and elastic else None
+        self.teacher = frozen_teacher(net) if kd_ratio > 0 and elastic else None
         self.phases = list(phases)
         self.resolutions = list(resolutions)
         self.val_resolutions = list(val_resolutions or resolutions)
@@ -192,7 +202,7 @@ class SupernetModule(pl.LightningModule):
         self._count_choices(phase.name, configs)
         soft = None
         if phase.elastic and self.teacher is not None:
-            self.teacher.eval()
+            self.teacher.train()  # batch statistics (OFA); the running ones lag a fast-moving supernet
             with torch.no_grad():
                 soft = self.teacher(images).float().softmax(-1)
         optimizer = self.optimizers()

@@ -7,10 +7,11 @@ from typing import Any
 import pytorch_lightning as pl
 
 from naas_train.cosearch_callback import CoSearchCallback
+from naas_train.finetune import FinetuneExportMixin
 
 
-class NaasTrainer(pl.Trainer):
-    """``pl.Trainer`` plus :meth:`search`."""
+class NaasTrainer(FinetuneExportMixin, pl.Trainer):
+    """``pl.Trainer`` plus :meth:`search`, ``finetune`` and ``export``."""
 
     def search(
         self,

@@ -97,6 +97,35 @@ def test_bundle_files_and_onnx(bundle, run_dir):
     assert "![Pareto front](pareto.png)" in report and "breakdown.png" in report
 
 
+def test_load_subnet_from_recipe_or_inferred(run_dir):
+    """The supernet's architecture from the recipe's module or inferred from the checkpoint gives the same subnet."""
+    result = json.loads((run_dir / "cosearch" / "result.json").read_text())
+    inferred, spec, source = load_subnet(result)
+    assert source == {"kind": "supernet", "checkpoint": str(run_dir / "supernet.ckpt"), "bn_recalibrated": False}
+    given, spec2, _ = load_subnet(result, supernet=supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10))
+    assert spec == spec2 and spec["init_args"]["width_mult"] == 0.25
+    x = torch.randn(2, 3, RES, RES)
+    with torch.no_grad():
+        assert torch.equal(inferred(x), given(x))
+    with pytest.raises(ValueError, match="does not fit"):
+        load_subnet(result, supernet=supernet.OFAMobileNetV3(width_mult=0.5, num_classes=10))
+    no_ckpt = {**result, "supernet_checkpoint": None}
+    with pytest.raises(ValueError, match="no checkpoint"):
+        load_subnet(no_ckpt)
+    in_memory, _, source = load_subnet(no_ckpt, supernet=given_net(run_dir))
+    assert source["checkpoint"] is None
+    with torch.no_grad():
+        assert torch.equal(in_memory(x), given(x))
+
+
+def given_net(run_dir: Path) -> supernet.OFAMobileNetV3:
+    """The supernet of the run with its trained weights, in memory (as right after ``fit``)."""
+    net = supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10)
+    state = torch.load(run_dir / "supernet.ckpt", weights_only=True)["state_dict"]
+    net.load_state_dict({k.removeprefix("net."): v for k, v in state.items()})
+    return net
+
+
 def test_naas_hw_reproduces_metrics(bundle):
     exe = Path(sys.executable).with_name("naas-hw")
     cmd = [str(exe), "evaluate", "--accelerator", str(bundle / "accelerator.json"), "--mapping",
@@ -178,7 +207,7 @@ def test_finetune_then_export(run_dir, tmp_path):
 
 @pytest.mark.parametrize("command, options", [("finetune", ["--epochs", "--result", "--subnet", "--lr", "--resume"]),
                                               ("export", ["--result", "--out", "--checkpoint", "--overwrite"])])
-def test_cli_subcommands_parse(command, options, capsys):
+def test_cli_subcommands_parse(command, options, capsys, monkeypatch):
     """The mixin's methods become ``naas-train finetune`` / ``export`` options under LightningCLI."""
     from naas_train.cli import NaasCLI
     from naas_train.finetune import FinetuneExportMixin
@@ -192,6 +221,7 @@ def test_cli_subcommands_parse(command, options, capsys):
         def subcommands():
             return {**NaasCLI.subcommands(), "finetune": {"model", "datamodule"}, "export": {"model", "datamodule"}}
 
+    monkeypatch.setattr(sys, "argv", ["naas-train"])
     with pytest.raises(SystemExit) as exit_info:
         CLI(args=[command, "--help"], trainer_class=Trainer)
     assert exit_info.value.code == 0
