@@ -177,6 +177,8 @@ class CoSearchCallback(pl.Callback):
         accel = Accelerator.from_dict(core["accelerator"])
         report = network_report(core["layers"], accel, [m for _, m in core["mappings"]], seed=self.settings.seed)
         ckpt = getattr(trainer, "ckpt_path", None)
+        if ckpt is None and trainer.checkpoint_callback is not None:  # at the end of fit: the checkpoint just saved
+            ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path or None
         return {
             "schema_version": RESULT_SCHEMA_VERSION,
             "provenance": provenance(accel, self.settings.seed),
