@@ -197,7 +197,7 @@ def _bad_cases(tmp_path: Path) -> list[tuple[list[str], str]]:
         ([*ev, "--accelerator", "eyeriss", "--mapping",
           _write(tmp_path, "conn_m.json", hw.mapping_from_factors(dram={"N": 1, "K": 64, "C": 64, "P": 56, "Q": 28, "R": 3, "S": 3},
                                                                   spatial=[{}, {"Q": 2}]).to_dict())],
-         "unrolls Q on axis 1, whose connectivity allows only P, K"),
+         "unrolls Q on axis 1, whose connectivity allows only P"),
         ([*ev, "--accelerator", "eyeriss", "--mapping",
           _write(tmp_path, "big.json", hw.mapping_from_factors(dram={"K": 64, "C": 64, "P": 4, "Q": 56, "R": 3, "S": 3},
                                                                spatial=[{}, {"P": 15}]).to_dict())],
