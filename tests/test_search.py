@@ -61,7 +61,7 @@ def test_search_never_worse_than_templates_nor_bound(layer, preset, objective):
     again = hw.evaluate(layer, accel, result.mapping)  # the reported cost is the model's
     assert (again.cycles, again.energy_pj) == (result.cost.cycles, result.cost.energy_pj)
     lb = hw.lower_bound(layer, accel)
-    assert result.cost.cycles >= lb.cycles and result.cost.energy_pj >= lb.energy_pj
+    assert result.cost.cycles >= lb.cycles and result.cost.energy_pj >= lb.energy_pj * (1 - 1e-9)  # may meet it
 
 
 def test_search_is_deterministic():

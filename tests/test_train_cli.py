@@ -8,7 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
+
+from naas_train.cli import main
 
 RECIPE = {
     "seed_everything": 0,
@@ -69,9 +72,12 @@ def test_fit_then_resume_from_last_logs_into_one_offline_wandb_run(tmp_path):
     assert any(r.get("choices/kernel/ks=3") for r in rows)
 
 
-def test_missing_dataset_path_is_a_clear_error(tmp_path):
+def test_missing_dataset_path_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(RECIPE))
-    result = naas_train(tmp_path, "fit", "--config", "recipe.yaml", "--trainer.logger", "false",
-                        "--data", "naas_train.data.ImageFolderData", "--data.root", str(tmp_path / "nowhere"))
-    assert result.returncode != 0
-    assert str(tmp_path / "nowhere" / "train") in result.stderr and "root/train/<class>/*" in result.stderr
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("sys.argv", ["naas-train"])
+    args = ["fit", "--config", "recipe.yaml", "--trainer.logger", "false", "--trainer.callbacks", "[]",
+            "--data", "naas_train.data.ImageFolderData", "--data.root", str(tmp_path / "nowhere")]
+    with pytest.raises(FileNotFoundError) as err:
+        main(args)
+    assert str(tmp_path / "nowhere" / "train") in str(err.value) and "root/train/<class>/*" in str(err.value)
