@@ -18,6 +18,15 @@ from supernet.sorting import apply_permutations
 KERNEL = [3, 5, 7]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one intra-op thread is faster here, and immune to OpenMP spin-waiting on a busy machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def tiny_net(dropout: float = 0.1) -> supernet.OFAMobileNetV3:
     return supernet.OFAMobileNetV3(width_mult=0.25, num_classes=4, dropout=dropout)
 
