@@ -10,7 +10,6 @@ size; the padded iterations cost cycles but neither MACs nor accesses.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,12 +266,3 @@ def load_mapping(path: str | os.PathLike) -> "Mapping | dict[str, Mapping]":
         return Mapping.from_dict(data)
     except ValueError as exc:
         raise ValueError(f"mapping file {path}: {exc}") from None
-
-
-def ceil_div(a: int, b: int) -> int:
-    return -(-a // b)
-
-
-def num_padded_iterations(layer: Layer, mapping: Mapping) -> int:
-    """Iterations the mapping runs in total (padded ones included) across the whole array."""
-    return math.prod(int(v) for v in mapping.coverage())
