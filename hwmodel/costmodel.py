@@ -131,6 +131,20 @@ def _count_valid(dim, f0, f1, f2, f3, c0, c1, c2, c3):
     return total + (1 if rem > 0 else 0)
 
 
+@njit(cache=True, inline="always")
+def _refill_mask(order, fac, rel, lvl, t):
+    """Bitmask of the dims whose temporal loop at ``lvl`` refills ``t``'s tile below it (the innermost run of loops
+    not indexing ``t`` is excluded), and whether a loop indexing ``t`` ended that run."""
+    m = 255
+    for pos in range(7, -1, -1):
+        d = order[lvl, pos]
+        if fac[lvl, d] > 1:
+            if rel[t, d]:
+                return m, True
+            m &= ~(1 << d)
+    return m, False
+
+
 @njit(cache=True)
 def _transfer(t, lp, fac, rel, m0, m1, c2, tile_from):
     """Words moved into a level for tensor ``t``, summed over all fills (valid data only).
@@ -243,30 +257,9 @@ def _evaluate_one(lp, temporal, spatial, order, arr, conn, ai, af, rel, metrics,
     ma1 = mk[3:6]
     mb0 = mk[6:9]
     for t in range(3):
-        m0 = 255
-        m1 = 255
-        running = True
-        for pos in range(7, -1, -1):
-            d = order[1, pos]
-            if fac[1, d] > 1:
-                if rel[t, d]:
-                    running = False
-                    break
-                m1 &= ~(1 << d)
-        if running:
-            for pos in range(7, -1, -1):
-                d = order[0, pos]
-                if fac[0, d] > 1:
-                    if rel[t, d]:
-                        break
-                    m0 &= ~(1 << d)
-        mb = 255
-        for pos in range(7, -1, -1):
-            d = order[0, pos]
-            if fac[0, d] > 1:
-                if rel[t, d]:
-                    break
-                mb &= ~(1 << d)
+        mb, _ = _refill_mask(order, fac, rel, 0, t)
+        m1, stopped = _refill_mask(order, fac, rel, 1, t)
+        m0 = 255 if stopped else mb  # L1 stays stationary into the DRAM loops only past every L2 loop
         e = 1.0
         for d in range(8):
             if (m0 >> d) & 1:

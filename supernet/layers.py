@@ -87,31 +87,18 @@ def conv_layer(
 ) -> ProfiledLayer:
     """Shape of a (depthwise) conv with ``out_size x out_size`` outputs, and its non-weight parameters."""
     extra = (out_channels if bias else 0) + (2 * out_channels if bn else 0)
-    if depthwise:
-        layer = Layer(
-            K=1,
-            C=1,
-            G=in_channels,
-            P=out_size,
-            Q=out_size,
-            R=kernel_size,
-            S=kernel_size,
-            stride=stride,
-            name=name,
-            op="depthwise",
-        )
-    else:
-        layer = Layer(
-            K=out_channels,
-            C=in_channels,
-            P=out_size,
-            Q=out_size,
-            R=kernel_size,
-            S=kernel_size,
-            stride=stride,
-            name=name,
-            op="conv",
-        )
+    layer = Layer(
+        K=1 if depthwise else out_channels,
+        C=1 if depthwise else in_channels,
+        G=in_channels if depthwise else 1,
+        P=out_size,
+        Q=out_size,
+        R=kernel_size,
+        S=kernel_size,
+        stride=stride,
+        name=name,
+        op="depthwise" if depthwise else "conv",
+    )
     return layer, extra
 
 
