@@ -3,17 +3,25 @@
 ``naas-train fit|validate|search|finetune|export --config recipes/<name>.yaml`` run one step each;
 ``naas-train pipeline --config recipes/<name>.yaml`` runs them all: fit (the recipe's ``CoSearchCallback``
 co-searches at the end of fit) -> fine-tune the chosen subnet -> export the bundle, and prints its path.
+Wall time per step goes to ``<default_root_dir>/pipeline.json``. ``--resume`` continues a killed pipeline:
+fit from the newest ``last.ckpt``, the co-search from its saved state; fine-tuning and export run again.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+import time
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
+from hwmodel.report import write_json_atomic
 from naas_train.trainer import NaasTrainer
 
 
@@ -61,8 +69,11 @@ def pipeline(args: list[str]) -> str:
     parser.add_argument("--finetune_epochs", type=int, default=3)
     parser.add_argument("--finetune_lr", type=float, default=0.01)
     parser.add_argument("--out", default=None, help="bundle folder (default <default_root_dir>/bundle)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue a killed run: fit from its last.ckpt, the co-search from its saved state")
     own, rest = parser.parse_known_args(args)
-    fit = NaasCLI(args=["fit", *rest])
+    clock = [time.perf_counter()]
+    fit = NaasCLI(args=["fit", *rest, *(["--ckpt_path", "last"] if own.resume else [])])
     trainer = fit.trainer
     ckpt = trainer.checkpoint_callback.last_model_path if trainer.checkpoint_callback else ""
     ckpt = ckpt or (trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else "")
@@ -71,17 +82,44 @@ def pipeline(args: list[str]) -> str:
     if not ckpt or not result.exists():
         raise SystemExit("naas-train pipeline: the recipe needs a ModelCheckpoint (save_last: true) and a "
                          "naas_train.cosearch_callback.CoSearchCallback with run_at: [fit_end]")
+    clock.append(time.perf_counter())
     NaasCLI(args=["finetune", *rest, "--ckpt_path", ckpt, "--result", str(result),
                   "--epochs", str(own.finetune_epochs), "--lr", str(own.finetune_lr)])
+    clock.append(time.perf_counter())
     finetuned = root / "finetune" / "finetuned.ckpt"
     export = ["export", *rest, "--ckpt_path", ckpt, "--result", str(result), "--checkpoint", str(finetuned),
               "--overwrite", "true"]
     if own.out:
         export += ["--out", own.out]
     NaasCLI(args=export)
+    clock.append(time.perf_counter())
     bundle = Path(own.out) if own.out else root / "bundle"
-    print(f"naas-train pipeline: bundle written to {bundle}")
+    if trainer.is_global_zero:
+        seconds = np.diff(clock)
+        write_json_atomic(root / "pipeline.json", {
+            "args": args, "bundle": str(bundle), "resumed": own.resume,
+            "seconds": {"total": float(sum(seconds)), "fit": float(seconds[0]), "finetune": float(seconds[1]),
+                        "export": float(seconds[2]),
+                        "cosearch": json.loads(result.read_text()).get("wall_s")}})
+        print(summary(bundle, json.loads(result.read_text()), seconds))
+        print(f"naas-train pipeline: bundle written to {bundle}")
     return str(bundle)
+
+
+def summary(bundle: Path, result: dict, seconds: Sequence[float]) -> str:
+    """Wall time per step and the bundle's headline numbers."""
+    fit, finetune, export = seconds
+    metrics = json.loads((bundle / "metrics.json").read_text())
+    largest = metrics["baselines"].get("largest_subnet_on_budget", {})
+    lines = [f"naas-train pipeline: {sum(seconds):.0f} s (fit {fit:.0f} s incl. co-search "
+             f"{result.get('wall_s', float('nan')):.0f} s, finetune {finetune:.0f} s, export {export:.0f} s)",
+             f"  accuracy {metrics['accuracy']:.4f} ({metrics['accuracy_detail']['runtime']}, "
+             f"{metrics['accuracy_detail']['images']} validation images, {metrics['resolution']} px); "
+             f"{metrics['macs']:,} MACs, {metrics['params']:,} params",
+             f"  {metrics['cycles']:,.0f} cycles, {metrics['energy_pj'] / 1e6:,.2f} uJ, EDP {metrics['edp']:.3e} "
+             f"(the largest subnet on the {result['settings']['budget']} preset: {largest.get('edp_ratio', float('nan')):.1f}x "
+             f"this EDP at accuracy {largest.get('accuracy', float('nan')):.4f})"]
+    return "\n".join(lines)
 
 
 def main(args: list[str] | None = None) -> None:

@@ -58,6 +58,7 @@ class CoSearchSettings:
     accuracy_source: str = "predictor"
     predictor_samples: int = 40
     predictor_epochs: int = 150
+    verify_top_k: int = 8
     mapping_budget: int = 120
     final_mapping_budget: int = 1000
     seed: int = 0
@@ -71,6 +72,8 @@ class CoSearchSettings:
             raise ValueError(f"accuracy_source must be 'measured' or 'predictor', got {self.accuracy_source!r}")
         if not 0 < self.parent_ratio <= 1 or not 0 <= self.mutation_ratio <= 1:
             raise ValueError("parent_ratio must be in (0, 1] and mutation_ratio in [0, 1]")
+        if self.verify_top_k < 1:
+            raise ValueError(f"verify_top_k must be >= 1, got {self.verify_top_k}")
         if self.population < 2 or self.generations < 0 or self.accel_generations < 1 or self.accel_popsize < 2:
             raise ValueError("population >= 2, generations >= 0, accel_generations >= 1, accel_popsize >= 2 required")
         if self.resolutions is not None:
@@ -296,14 +299,28 @@ class NetworkCoSearch:
         return pareto_front(self.points)
 
     # --- final result ---------------------------------------------------------------------------------
+    def verified_best(self) -> dict[str, Any]:
+        """The best design after measuring the accuracy of the ``verify_top_k`` designs ranked best by predicted
+        accuracy and re-scoring them with it, so a predictor error cannot break ``min_accuracy`` (the search
+        ranks by measured accuracy already when ``accuracy_source='measured'``)."""
+        if self.settings.accuracy_source == "measured":
+            return self.best
+        ranked = sorted(self.points, key=lambda p: p["fitness"])
+        top = list({json.dumps([p["config"], p["accelerator"]], sort_keys=True): p for p in reversed(ranked)}.values())
+        top = sorted(top, key=lambda p: p["fitness"])[: self.settings.verify_top_k]
+        measured = self.measure([self.config_cls.from_dict(p["config"]) for p in top])
+        rescored = [self.fitness(acc, HardwareCost(p["cycles"], p["energy_pj"], 0)) for p, acc in zip(top, measured)]
+        return top[int(np.argmin(rescored))]
+
     def finalize(self) -> dict[str, Any]:
         """Re-map the chosen design with the final budget, measure its accuracy, and compare with the
         budget's own accelerator running the largest and the chosen subnet."""
         if self.best is None:
             raise ValueError("the co-search found no design that maps every layer; enlarge the budget preset")
         s = self.settings
-        cfg = self.config_cls.from_dict(self.best["config"])
-        accel = Accelerator.from_dict(self.best["accelerator"])
+        chosen = self.verified_best()
+        cfg = self.config_cls.from_dict(chosen["config"])
+        accel = Accelerator.from_dict(chosen["accelerator"])
         layers = merge_layers(self.layer_fn(cfg, self.resolution_of(cfg)))
         cost = network_cost(layers, accel, s.objective, s.final_mapping_budget, s.seed, dict(self.warm), polish=True)
         acc = self.measure([cfg])[0]
@@ -320,6 +337,7 @@ class NetworkCoSearch:
             "subnet": cfg.to_dict(),
             "accuracy": acc,
             "accuracy_source": s.accuracy_source,
+            "constraint_met": s.min_accuracy is None or acc >= s.min_accuracy,
             "accelerator": accel.to_dict(),
             "layers": layers,
             "mappings": cost.mappings,

@@ -4,20 +4,25 @@ It runs at the configured points (end of fit, end of each progressive-shrinking 
 demand from ``naas-train search``). Accuracy is measured on the *whole* validation split (identical on every
 rank) after exact BN recalibration, so results do not depend on the number of ranks; under DDP each rank
 evaluates a slice of every accelerator population and the slices are gathered. The search state is written
-to ``<run>/cosearch/state.json`` after every generation (and kept in checkpoints), so a killed run resumes
-mid-search. Results go to the loggers (wandb: per-generation fitness, Pareto table and plot, per-layer
+to ``<run>/cosearch/state-<tag>.json`` after every generation (and kept in checkpoints) with a fingerprint of
+the supernet's weights and the search settings, so a killed run resumes mid-search, and a state left by other
+weights or settings is ignored. Results go to the loggers (wandb: per-generation fitness, Pareto table and plot, per-layer
 breakdown) and to ``<run>/cosearch/`` as JSON and PNG.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import time
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
 from hwmodel.report import network_report, provenance, write_json_atomic
@@ -27,6 +32,18 @@ from naas_train.module import bn_buffers, load_bn_buffers
 from supernet import profile, recalibrate_bn
 
 RESULT_SCHEMA_VERSION = 1
+
+
+def search_fingerprint(net: torch.nn.Module, settings: CoSearchSettings) -> str:
+    """SHA-256 of the supernet's parameters (names, shapes, bytes) and the search settings: a saved search
+    state is resumed only by the search it came from."""
+    digest = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
+    for name, param in net.state_dict().items():
+        if param.is_floating_point() and "running_" in name:
+            continue  # BN statistics: recalibrated per subnet by the search itself
+        digest.update(f"{name}:{tuple(param.shape)}".encode())
+        digest.update(param.detach().cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
 
 
 def ddp_map_fn(world_size: int, rank: int) -> Callable[[Callable[[Any], Any], Sequence[Any]], list]:
@@ -136,7 +153,9 @@ class CoSearchCallback(pl.Callback):
 
     def run(self, trainer: pl.Trainer, pl_module: pl.LightningModule, tag: str = "final",
             progress: Callable[[int, int, float], None] | None = None) -> dict[str, Any]:
-        """Run (or resume) the co-search on ``pl_module.net``; returns the result dict."""
+        """Run (or resume) the co-search on ``pl_module.net``; returns the result dict (``wall_s``: seconds this
+        process spent on it)."""
+        started = time.perf_counter()
         net = pl_module.net
         resolutions = self.settings.resolutions or tuple(getattr(pl_module, "val_resolutions", None) or (224,))
         search = NetworkCoSearch(net.space, net.layer_shapes, self._accuracy_fn(trainer, net), self.settings,
@@ -146,21 +165,27 @@ class CoSearchCallback(pl.Callback):
             search.resolutions = tuple(resolutions)
         out = self.directory(trainer)
         state_file = out / f"state-{tag}.json"
-        if self.state is not None and self.state.get("tag") == tag:
-            search.load_state_dict(self.state["search"])
-        elif state_file.exists():
-            search.load_state_dict(json.loads(state_file.read_text()))
+        key = search_fingerprint(net, self.settings)
+        saved = self.state if self.state is not None and self.state.get("tag") == tag else None
+        if saved is None and state_file.exists():
+            saved = json.loads(state_file.read_text())
+        if saved is not None and saved.get("fingerprint") == key:
+            search.load_state_dict(saved["search"])
+            rank_zero_info(f"CoSearchCallback: resuming the co-search '{tag}' after generation {search.es.generation}")
+        elif saved is not None:
+            rank_zero_warn(f"CoSearchCallback: {state_file} was left by other supernet weights or settings; "
+                           "starting the co-search afresh")
         while not search.done:
             search.step()
-            self.state = {"tag": tag, "search": search.state_dict()}
+            self.state = {"tag": tag, "fingerprint": key, "search": search.state_dict()}
             if trainer.is_global_zero:
                 out.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(state_file, self.state["search"])
+                write_json_atomic(state_file, self.state)
                 self._log_generation(trainer, tag, search.history[-1])
             if progress is not None:
                 progress(search.es.generation, self.settings.accel_generations, search.history[-1]["best"])
         core = trainer.strategy.broadcast(search.finalize(), src=0)
-        result = self._result(trainer, pl_module, core, tag)
+        result = {**self._result(trainer, pl_module, core, tag), "wall_s": time.perf_counter() - started}
         if trainer.is_global_zero:
             self._write(trainer, result, core, out, tag)
         self.state = None
@@ -187,6 +212,7 @@ class CoSearchCallback(pl.Callback):
                                                       for k, v in vars(net.space).items()}},
             "subnet": core["subnet"],
             "accuracy": core["accuracy"],
+            "constraint_met": core["constraint_met"],
             "accelerator": core["accelerator"],
             "mappings": report["layers"],
             "metrics": {"cycles": report["total"]["cycles"], "energy_pj": report["total"]["energy_pj"],

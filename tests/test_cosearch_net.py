@@ -148,3 +148,46 @@ def test_callback_search_on_the_embedded_default(tmp_path):
     assert 0.0 <= saved["accuracy"] <= 1.0
     for png in ("pareto-final.png", "breakdown-final.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_measurement_overrules_an_optimistic_predictor(net):
+    """The predicted best design is re-measured: if it misses ``min_accuracy`` the next verified one is chosen."""
+    from hwmodel.presets import PRESETS
+    from naas_train.cosearch import HardwareCost
+
+    small, big = net.space.min_config(16), net.space.max_config(16)
+    truth = {NetworkCoSearch.key(small): 0.40, NetworkCoSearch.key(big): 0.90}
+
+    def search_with(top_k: int) -> NetworkCoSearch:
+        search = NetworkCoSearch(net.space, net.layer_shapes, lambda cfgs: [truth[NetworkCoSearch.key(c)] for c in cfgs],
+                                 settings(min_accuracy=0.8, verify_top_k=top_k), supernet.MBV3Config,
+                                 default_resolution=16)
+        for cfg, predicted, cycles in ((small, 0.85, 1e5), (big, 0.90, 1e6)):  # the predictor flatters `small`
+            cost = HardwareCost(cycles, 10 * cycles, 0)
+            search.points.append({"config": cfg.to_dict(), "accelerator": PRESETS["eyeriss"].to_dict(),
+                                  "accuracy": predicted, "cycles": cost.cycles, "energy_pj": cost.energy_pj,
+                                  "edp": cost.edp, "fitness": search.fitness(predicted, cost)})
+        return search
+
+    assert search_with(2).verified_best()["config"] == big.to_dict()
+    assert search_with(1).verified_best()["config"] == small.to_dict()  # nothing else measured: kept, flagged
+    with pytest.raises(ValueError, match="verify_top_k"):
+        settings(verify_top_k=0)
+
+
+def test_search_fingerprint_names_weights_and_settings():
+    """A saved search state is resumed only with the same supernet weights and settings (BN statistics aside)."""
+    from naas_train.cosearch_callback import search_fingerprint
+
+    a, b = tiny_net(), tiny_net()
+    key = search_fingerprint(a, settings())
+    assert search_fingerprint(b, settings()) == key
+    for m in b.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.add_(1.0)
+    assert search_fingerprint(b, settings()) == key
+    assert search_fingerprint(a, settings(seed=4)) != key
+    with torch.no_grad():
+        w = next(b.parameters())
+        w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(1e9))
+    assert search_fingerprint(b, settings()) != key
