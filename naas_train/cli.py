@@ -126,6 +126,7 @@ def main(args: list[str] | None = None) -> None:
     """Console script ``naas-train``."""
     args = list(sys.argv[1:] if args is None else args)
     if args and args[0] == "pipeline":
+        sys.argv = sys.argv[:1]  # the steps get their arguments from `args` (LightningCLI warns about both)
         pipeline(args[1:])
         return
     NaasCLI(args=args)

@@ -270,25 +270,38 @@ def _save_png(fig: Any, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def plot_pareto(result: dict[str, Any], path: Path) -> None:
-    """Accuracy vs EDP of the Pareto front, the chosen design and the budget baselines."""
+def plot_pareto(result: dict[str, Any], path: Path, exported_accuracy: float | None = None) -> None:
+    """Accuracy vs EDP of the Pareto front, the chosen design (supernet weights, as the baselines) and, given
+    ``exported_accuracy``, the same design after fine-tuning and export."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6.4, 5.0))
     front = result["pareto"]
     source = result.get("settings", {}).get("accuracy_source", "measured")
-    ax.plot([p["edp"] for p in front], [p["accuracy"] for p in front], "o-",
+    edp = result["metrics"]["edp"]
+    ax.plot([p["edp"] for p in front], [p["accuracy"] for p in front], "o-", color="tab:blue",
             label=f"Pareto front (searched accelerators, {source} accuracy)")
-    ax.plot([result["metrics"]["edp"]], [result["accuracy"]], "r*", markersize=14, label="chosen design (measured)")
-    for name, b in result["baselines"].items():
-        ax.plot([b["edp"]], [b["accuracy"]], "s", label=name.replace("_", " "))
+    ax.plot([edp], [result["accuracy"]], "r*", markersize=14, label="chosen design (supernet weights, measured)")
+    if exported_accuracy is not None:
+        ax.plot([edp], [exported_accuracy], "P", color="darkred", markersize=10,
+                label="chosen design, fine-tuned and exported (onnxruntime)")
+        ax.annotate("", xy=(edp, exported_accuracy), xytext=(edp, result["accuracy"]),
+                    arrowprops={"arrowstyle": "->", "color": "darkred"})
+    for (name, b), color in zip(result["baselines"].items(), ("tab:orange", "tab:green", "tab:purple")):
+        ax.plot([b["edp"]], [b["accuracy"]], "s", color=color,
+                label=name.replace("_", " ") + f" ({result.get('settings', {}).get('budget', 'preset')} preset)")
     ax.set_xscale("log")
-    ax.set_xlabel("EDP (pJ x cycles)")
+    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+", "e")))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("EDP (pJ x cycles, lower is better)")
     ax.set_ylabel("top-1 accuracy")
-    ax.legend(fontsize=7)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
     fig.tight_layout()
     _save_png(fig, path)
 

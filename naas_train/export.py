@@ -635,9 +635,8 @@ def _write_bundle(tmp: Path, result: dict[str, Any], result_path: Path, checkpoi
     metrics = _metrics(result, report, params, accuracy, source, result_path)
     write_json_atomic(tmp / "metrics.json", metrics)
 
-    shown = {**result, "accuracy": metrics["accuracy"] if metrics["accuracy"] is not None else result["accuracy"],
-             "mappings": report["layers"], "metrics": {**result["metrics"], "edp": metrics["edp"]}}
-    plot_pareto(shown, tmp / "pareto.png")
+    shown = {**result, "mappings": report["layers"], "metrics": {**result["metrics"], "edp": metrics["edp"]}}
+    plot_pareto(shown, tmp / "pareto.png", exported_accuracy=metrics["accuracy"])
     plot_breakdown(shown, tmp / "breakdown.png")
     (tmp / "report.md").write_text(_report_md(result, metrics, report, result["subnet"]))
 
