@@ -65,12 +65,18 @@ class NaasCLI(LightningCLI):
 
 def pipeline(args: list[str]) -> str:
     """fit -> (co-search at fit end) -> finetune -> export; returns the bundle path."""
-    parser = argparse.ArgumentParser(prog="naas-train pipeline", add_help=False)
-    parser.add_argument("--finetune_epochs", type=int, default=3)
-    parser.add_argument("--finetune_lr", type=float, default=0.01)
+    parser = argparse.ArgumentParser(
+        prog="naas-train pipeline", add_help=False, formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="fit (co-search at fit end) -> finetune -> export.\nEvery other argument (--config, --trainer.*, "
+                    "--model.*, --data.*) goes to\neach step as in `naas-train fit`.")
+    parser.add_argument("--finetune_epochs", type=int, default=3, help="KD fine-tuning epochs (default 3)")
+    parser.add_argument("--finetune_lr", type=float, default=0.01, help="fine-tuning learning rate (default 0.01)")
     parser.add_argument("--out", default=None, help="bundle folder (default <default_root_dir>/bundle)")
     parser.add_argument("--resume", action="store_true",
                         help="continue a killed run: fit from its last.ckpt, the co-search from its saved state")
+    if "-h" in args or "--help" in args:
+        print(parser.format_help())
+        raise SystemExit(0)
     own, rest = parser.parse_known_args(args)
     clock = [time.perf_counter()]
     fit = NaasCLI(args=["fit", *rest, *(["--ckpt_path", "last"] if own.resume else [])])

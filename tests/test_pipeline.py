@@ -137,3 +137,10 @@ def test_resumed_cosearch_equals_uninterrupted(resumed):
     b = json.loads((fresh / "cosearch" / "result.json").read_text())
     for key in ("subnet", "accuracy", "accelerator", "metrics", "pareto", "history", "baselines"):
         assert a[key] == b[key], key
+
+
+def test_pipeline_help_lists_its_own_options():
+    out = subprocess.run(command("naas-train", "pipeline", "--help"), env=ENV, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0
+    assert all(o in out.stdout for o in ("--resume", "--finetune_epochs", "--finetune_lr", "--out", "naas-train fit"))
