@@ -101,13 +101,12 @@ def pipeline(args: list[str]) -> str:
     clock.append(time.perf_counter())
     bundle = Path(own.out) if own.out else root / "bundle"
     if trainer.is_global_zero:
-        seconds = np.diff(clock)
+        seconds, searched = np.diff(clock), json.loads(result.read_text())
         write_json_atomic(root / "pipeline.json", {
             "args": args, "bundle": str(bundle), "resumed": own.resume,
             "seconds": {"total": float(sum(seconds)), "fit": float(seconds[0]), "finetune": float(seconds[1]),
-                        "export": float(seconds[2]),
-                        "cosearch": json.loads(result.read_text()).get("wall_s")}})
-        print(summary(bundle, json.loads(result.read_text()), seconds))
+                        "export": float(seconds[2]), "cosearch": searched.get("wall_s")}})
+        print(summary(bundle, searched, seconds))
         print(f"naas-train pipeline: bundle written to {bundle}")
     return str(bundle)
 

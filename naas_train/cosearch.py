@@ -305,9 +305,12 @@ class NetworkCoSearch:
         ranks by measured accuracy already when ``accuracy_source='measured'``)."""
         if self.settings.accuracy_source == "measured":
             return self.best
-        ranked = sorted(self.points, key=lambda p: p["fitness"])
-        top = list({json.dumps([p["config"], p["accelerator"]], sort_keys=True): p for p in reversed(ranked)}.values())
-        top = sorted(top, key=lambda p: p["fitness"])[: self.settings.verify_top_k]
+        top: dict[str, dict[str, Any]] = {}  # distinct (subnet, accelerator) designs, best predicted first
+        for p in sorted(self.points, key=lambda p: p["fitness"]):
+            top.setdefault(json.dumps([p["config"], p["accelerator"]], sort_keys=True), p)
+            if len(top) == self.settings.verify_top_k:
+                break
+        top = list(top.values())
         measured = self.measure([self.config_cls.from_dict(p["config"]) for p in top])
         rescored = [self.fitness(acc, HardwareCost(p["cycles"], p["energy_pj"], 0)) for p, acc in zip(top, measured)]
         return top[int(np.argmin(rescored))]

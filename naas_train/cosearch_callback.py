@@ -6,8 +6,8 @@ rank) after exact BN recalibration, so results do not depend on the number of ra
 evaluates a slice of every accelerator population and the slices are gathered. The search state is written
 to ``<run>/cosearch/state-<tag>.json`` after every generation (and kept in checkpoints) with a fingerprint of
 the supernet's weights and the search settings, so a killed run resumes mid-search, and a state left by other
-weights or settings is ignored. Results go to the loggers (wandb: per-generation fitness, Pareto table and plot, per-layer
-breakdown) and to ``<run>/cosearch/`` as JSON and PNG.
+weights or settings is ignored. Results go to the loggers (wandb: per-generation fitness, Pareto table and
+plot, per-layer breakdown) and to ``<run>/cosearch/`` as JSON and PNG.
 """
 
 from __future__ import annotations
