@@ -18,6 +18,7 @@ import pytest
 
 import hwmodel as hw
 from hwmodel.cli import main
+from hwcli import run, run_json
 
 LAYERS = ["--layer", "name=conv,K=32,C=16,P=14,Q=14,R=3,S=3,count=2", "--layer", "name=fc,K=100,C=256"]
 SMALL = ["--generations", "2", "--mapping-budget", "64", "--final-mapping-budget", "128"]
@@ -26,18 +27,6 @@ TOP_KEYS = {
     "schema_version", "provenance", "budget", "model", "baseline", "sizing_only", "naas", "speedup",
     "energy_saving", "edp_ratio", "edp_vs_sizing_only", "seconds",
 }
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def run_json(capsys, *argv: str) -> dict:
-    rc, out, err = run(capsys, *argv, "--json")
-    assert rc == 0, err
-    return json.loads(out)
 
 
 @pytest.fixture(scope="module")

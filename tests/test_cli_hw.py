@@ -12,25 +12,13 @@ from pathlib import Path
 import pytest
 
 import hwmodel as hw
-from hwmodel.cli import main
+from hwcli import run, run_json
 
 CONV = "N=1,G=1,K=64,C=64,P=56,Q=56,R=3,S=3,stride=1"
 LAYER_KEYS = {
     "name", "dims", "count", "macs", "compute_cycles", "cycles", "energy_pj", "energy_breakdown", "edp",
     "utilization", "lower_bound", "mapping",
 }
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    rc = main(list(argv))
-    out, err = capsys.readouterr()
-    return rc, out, err
-
-
-def run_json(capsys, *argv: str) -> dict:
-    rc, out, err = run(capsys, *argv, "--json")
-    assert rc == 0, err
-    return json.loads(out)
 
 
 def check_schema(report: dict) -> None:
