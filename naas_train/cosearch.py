@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -34,6 +35,20 @@ MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list]
 
 def sequential_map(fn: Callable[[Any], Any], items: Sequence[Any]) -> list:
     return [fn(x) for x in items]
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the accuracy predictor on one intra-op thread: its (tiny) matrix products then sum in the same order
+    whatever the rank count gives each process, so every rank and every world size ranks subnets alike."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 @dataclass
@@ -164,12 +179,15 @@ class NetworkCoSearch:
     def key(cfg: Any) -> str:
         return json.dumps(cfg.to_dict(), sort_keys=True)
 
-    def measure(self, cfgs: list[Any]) -> list[float]:
-        """Measured accuracy of each config (cached)."""
+    def measure(self, cfgs: list[Any], spread: bool = True) -> list[float]:
+        """Measured accuracy of each config (cached). ``spread``: the configs are split over the ranks with
+        ``map_fn`` (every rank must call this with the same configs, in lockstep); otherwise measured here
+        (inside a ``map_fn`` item, where each rank works on its own items)."""
         todo = [c for c in cfgs if self.key(c) not in self.accuracy_cache]
         uniq = list({self.key(c): c for c in todo}.values())
         if uniq:
-            for c, acc in zip(uniq, self.accuracy_fn(uniq)):
+            accs = self.map_fn(lambda c: self.accuracy_fn([c])[0], uniq) if spread else self.accuracy_fn(uniq)
+            for c, acc in zip(uniq, accs):
                 self.accuracy_cache[self.key(c)] = float(acc)
         return [self.accuracy_cache[self.key(c)] for c in cfgs]
 
@@ -195,17 +213,19 @@ class NetworkCoSearch:
 
         from supernet import AccuracyPredictor
 
-        with torch.inference_mode(False), torch.enable_grad():  # may run inside a Lightning validation loop
+        with torch.inference_mode(False), torch.enable_grad(), one_thread():  # may run in a validation loop
             self.predictor = AccuracyPredictor(X.shape[1], hidden_size=128, seed=self.settings.seed)
             self.predictor.fit(X, y, epochs=self.settings.predictor_epochs)
 
     def accuracy(self, cfgs: list[Any]) -> list[float]:
+        """Accuracy the search ranks by; called inside a ``map_fn`` item (measured configs stay on this rank)."""
         if self.settings.accuracy_source == "measured":
-            return self.measure(cfgs)
+            return self.measure(cfgs, spread=False)
         if self.predictor is None:
             self.prepare_predictor()
         X = np.stack([self.space.encode(c) for c in cfgs])
-        return [float(np.clip(v, 0.0, 1.0)) for v in self.predictor.predict(X)]
+        with one_thread():
+            return [float(np.clip(v, 0.0, 1.0)) for v in self.predictor.predict(X)]
 
     # --- scoring --------------------------------------------------------------------------------------
     def resolution_of(self, cfg: Any) -> int:
@@ -279,6 +299,8 @@ class NetworkCoSearch:
         for r in results:
             self.warm.update(r["warm"])
             for p in r["points"]:
+                if self.settings.accuracy_source == "measured":  # every rank's cache learns every measurement
+                    self.accuracy_cache.setdefault(self.key(p["config"]), float(p["accuracy"]))
                 self.points.append({**{k: v for k, v in p.items() if k != "config"},
                                     "config": p["config"].to_dict(), "accelerator": r["accelerator"].to_dict()})
         i = int(np.argmin(fit))

@@ -1,9 +1,11 @@
 """``CoSearchCallback``: runs the network-in-the-loop co-search inside a Lightning run.
 
-It runs at the configured points (end of fit, end of each progressive-shrinking phase, every k epochs, or on
-demand from ``naas-train search``). Accuracy is measured on the *whole* validation split (identical on every
-rank) after exact BN recalibration, so results do not depend on the number of ranks; under DDP each rank
-evaluates a slice of every accelerator population and the slices are gathered. The search state is written
+It runs at the configured points (end of training — before Lightning tears the strategy down, so the
+supernet is still on each rank's training device —, end of each progressive-shrinking phase, every k epochs,
+or on demand from ``naas-train search``). Accuracy is measured on the data module's *search* split (held out
+of the training set, identical on every rank; never the validation/test split, which only scores the exported
+model) after exact BN recalibration, so results do not depend on the number of ranks; under DDP the measured
+subnets and every accelerator population are split over the ranks and the slices are gathered. The search state is written
 to ``<run>/cosearch/state-<tag>.json`` after every generation (and kept in checkpoints) with a fingerprint of
 the supernet's weights and the search settings, so a killed run resumes mid-search, and a state left by other
 weights or settings is ignored. Results go to the loggers (wandb: per-generation fitness, Pareto table and
@@ -73,12 +75,12 @@ class CoSearchCallback(pl.Callback):
             constraints, accuracy source, mapping budgets, seed).
         run_at: any of ``"fit_end"``, ``"phase_end"``, ``"every_n_epochs"``.
         every_n_epochs: period for ``"every_n_epochs"``.
-        val_batches: validation batches used to measure a subnet's accuracy (``None`` = the whole split).
+        search_batches: batches of the search split used to measure a subnet's accuracy (``None``: all).
         out_dir: where ``cosearch/`` goes (default: the trainer's log dir or ``default_root_dir``).
     """
 
     def __init__(self, settings: CoSearchSettings | None = None, run_at: Sequence[str] = ("fit_end",),
-                 every_n_epochs: int = 1, val_batches: int | None = None, out_dir: str | None = None) -> None:
+                 every_n_epochs: int = 1, search_batches: int | None = None, out_dir: str | None = None) -> None:
         bad = set(run_at) - {"fit_end", "phase_end", "every_n_epochs"}
         if bad:
             raise ValueError(f"CoSearchCallback.run_at has unknown point(s) {sorted(bad)}; "
@@ -86,7 +88,7 @@ class CoSearchCallback(pl.Callback):
         self.settings = settings or CoSearchSettings()
         self.run_at = tuple(run_at)
         self.every_n_epochs = every_n_epochs
-        self.val_batches = val_batches
+        self.search_batches = search_batches
         self.out_dir = out_dir
         self.state: dict[str, Any] | None = None  # an unfinished search (resumable)
         self.results: list[dict[str, Any]] = []
@@ -116,34 +118,39 @@ class CoSearchCallback(pl.Callback):
             if epoch in ends[:-1]:
                 self.run(trainer, pl_module, tag=f"phase{ends.index(epoch)}")
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """End of training, before teardown: the model is still on each rank's device, the process group up."""
         if "fit_end" in self.run_at or "phase_end" in self.run_at:
             self.run(trainer, pl_module, tag="final")
 
     # --- the search ----------------------------------------------------------------------------------
     def _accuracy_fn(self, trainer: pl.Trainer, net: torch.nn.Module) -> Callable[[list[Any]], list[float]]:
         dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "bn_dataloader"):
-            raise ValueError("CoSearchCallback needs a SupernetData data module (bn_dataloader, val_dataloader)")
-        device = next(net.parameters()).device
+        if dm is None or not hasattr(dm, "search_dataloader"):
+            raise ValueError("CoSearchCallback needs a SupernetData data module (bn_dataloader, search_dataloader)")
+        device = trainer.strategy.root_device  # the training device: the search runs before teardown
+        net.to(device)
         bn = [x.to(device) for x, _ in dm.bn_dataloader()]
         val = []
-        for i, (x, y) in enumerate(dm.val_dataloader()):  # called directly: the whole split, on every rank
-            if self.val_batches is not None and i >= self.val_batches:
+        for i, (x, y) in enumerate(dm.search_dataloader()):  # the whole search split, on every rank
+            if self.search_batches is not None and i >= self.search_batches:
                 break
             val.append((x.to(device), y.to(device)))
+        if not val:
+            raise ValueError("the search split is empty: set the data module's search_per_class > 0")
 
         @torch.no_grad()
         def measure(cfgs: list[Any]) -> list[float]:
             saved, was_training = bn_buffers(net), net.training
             out = []
             try:
-                for cfg in cfgs:
-                    net.set_active(cfg)
-                    recalibrate_bn(net, (resize(x, cfg.r) for x in bn))
-                    net.eval()
-                    correct = sum(int((net(resize(x, cfg.r)).argmax(-1) == y).sum()) for x, y in val)
-                    out.append(correct / max(1, sum(len(y) for _, y in val)))
+                with trainer.precision_plugin.forward_context():  # the training precision (e.g. bf16 autocast)
+                    for cfg in cfgs:
+                        net.set_active(cfg)
+                        recalibrate_bn(net, (resize(x, cfg.r) for x in bn))
+                        net.eval()
+                        correct = sum(int((net(resize(x, cfg.r)).argmax(-1) == y).sum()) for x, y in val)
+                        out.append(correct / max(1, sum(len(y) for _, y in val)))
             finally:
                 load_bn_buffers(net, saved)
                 net.train(was_training)
@@ -212,6 +219,8 @@ class CoSearchCallback(pl.Callback):
                                                       for k, v in vars(net.space).items()}},
             "subnet": core["subnet"],
             "accuracy": core["accuracy"],
+            "accuracy_split": "search",
+            "data_splits": trainer.datamodule.split_info() if hasattr(trainer.datamodule, "split_info") else None,
             "constraint_met": core["constraint_met"],
             "accelerator": core["accelerator"],
             "mappings": report["layers"],

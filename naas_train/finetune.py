@@ -21,6 +21,7 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 
 from naas_train.data import resize
+from naas_train.distributed import barrier, is_global_zero
 from naas_train.export import build_supernet, supernet_spec
 from supernet import recalibrate_bn
 
@@ -55,6 +56,7 @@ class FinetuneModule(pl.LightningModule):
         label_smoothing: float = 0.1,
         recalibrate: bool = True,
         resolution: int | None = None,
+        scale_lr: bool = True,
         supernet: nn.Module | None = None,
     ) -> None:
         """
@@ -62,7 +64,8 @@ class FinetuneModule(pl.LightningModule):
             supernet_spec: ``{"class_path", "init_args"}`` of the supernet (:func:`naas_train.export.supernet_spec`).
             subnet: the subnet config in OFA's format (``result.json``'s ``subnet``).
             epochs: fine-tuning epochs (the cosine schedule's length).
-            lr: peak learning rate (per step cosine decay to 0 after ``warmup_epochs`` of linear warm-up).
+            lr: peak learning rate per process (per step cosine decay to 0 after ``warmup_epochs`` of linear
+                warm-up); multiplied by the world size when ``scale_lr``, like the supernet phases' lrs.
             warmup_epochs: linear warm-up, in epochs (may be fractional).
             optimizer / momentum / weight_decay: timm ``create_optimizer_v2`` arguments.
             kd_ratio: weight of the distillation loss (0: no teacher).
@@ -70,6 +73,7 @@ class FinetuneModule(pl.LightningModule):
             recalibrate: recalibrate BN of subnet and teacher at fit setup.
             resolution: input size to train and validate at (default: the config's ``r``; the co-search's
                 ``deploy_resolution`` when it set one).
+            scale_lr: multiply ``lr`` by the world size (the batch grows with it), as ``SupernetModule`` does.
             supernet: the trained supernet to extract from (default: built from ``supernet_spec`` with random
                 weights, which a checkpoint then overwrites).
         """
@@ -105,7 +109,8 @@ class FinetuneModule(pl.LightningModule):
                 recalibrate_bn(net.to(device), batches)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        opt = create_optimizer_v2(self.net, opt=self.hparams.optimizer, lr=self.hparams.lr,
+        peak = self.hparams.lr * (self.trainer.world_size if self.hparams.scale_lr else 1)
+        opt = create_optimizer_v2(self.net, opt=self.hparams.optimizer, lr=peak,
                                   weight_decay=self.hparams.weight_decay, momentum=self.hparams.momentum)
         total = max(1, int(self.trainer.estimated_stepping_batches))
         warmup = int(round(self.hparams.warmup_epochs * total / self.hparams.epochs))
@@ -274,7 +279,7 @@ class FinetuneExportMixin:
             result: co-search result (default ``<default_root_dir>/cosearch/result.json`` unless ``subnet``).
             subnet: a subnet config (JSON text or file) instead of the result's.
             epochs: fine-tuning epochs.
-            lr: peak learning rate (cosine schedule per step).
+            lr: peak learning rate per process (cosine schedule per step), multiplied by the world size.
             warmup_epochs: linear warm-up epochs.
             kd_ratio: weight of the distillation loss (0 disables the teacher).
             label_smoothing: label smoothing of the hard-label loss.
@@ -301,6 +306,7 @@ class FinetuneExportMixin:
         overwrite: bool = False,
     ) -> str:
         """Write the export bundle (model, accelerator, mapping, metrics, report); prints and returns its path.
+        Under several processes rank 0 alone builds and writes it; the others wait at a barrier.
 
         Args:
             model: the recipe's SupernetModule (the supernet's architecture).
@@ -314,8 +320,11 @@ class FinetuneExportMixin:
         from naas_train.export import export_bundle
 
         root = Path(self.default_root_dir)  # type: ignore[attr-defined]
-        path = export_bundle(result or root / "cosearch" / "result.json", out or root / "bundle",
-                             checkpoint=checkpoint, supernet_checkpoint=ckpt_path, datamodule=datamodule,
-                             supernet=getattr(model, "net", None), overwrite=overwrite)
-        print(f"bundle: {path}")
+        path = Path(out or root / "bundle")
+        if is_global_zero():
+            export_bundle(result or root / "cosearch" / "result.json", path, checkpoint=checkpoint,
+                          supernet_checkpoint=ckpt_path, datamodule=datamodule,
+                          supernet=getattr(model, "net", None), overwrite=overwrite)
+            print(f"bundle: {path}")
+        barrier()
         return str(path)

@@ -39,7 +39,25 @@ def test_recipe_parses_and_instantiates(recipe, tmp_path, monkeypatch):
     assert cli.trainer.max_epochs == sum(p.epochs for p in cli.model.phases)
     assert cli.model.resolutions == cli.datamodule.resolutions
     assert cli.trainer.checkpoint_callback is not None and cli.trainer.checkpoint_callback.save_last
-    assert {type(logger).__name__ for logger in cli.trainer.loggers} == {"CSVLogger", "OfflineWandbLogger"}
+    assert {type(logger).__name__ for logger in cli.trainer.loggers} == {"RunCSVLogger", "OfflineWandbLogger"}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.yaml")), ids=lambda p: p.stem)
+def test_default_root_dir_moves_every_path_of_a_run(recipe, tmp_path, monkeypatch):
+    """``--trainer.default_root_dir DIR`` places logs, checkpoints and the co-search under DIR."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    if recipe.stem.endswith(OVERLAY_SUFFIX):
+        for key, value in ONE_TASK_SLURM_JOB.items():
+            monkeypatch.setenv(key, value)
+    monkeypatch.setattr("sys.argv", ["naas-train"])
+    run = tmp_path / "elsewhere"
+    cli = NaasCLI(args=[*_configs(recipe), *CPU, "--trainer.default_root_dir", str(run)], run=False)
+    places = [Path(logger.save_dir) for logger in cli.trainer.loggers]
+    places += [Path(cb.dirpath) for cb in cli.trainer.checkpoint_callbacks]
+    places += [cb.directory(cli.trainer) for cb in cli.trainer.callbacks if hasattr(cb, "directory")]
+    assert places and all(p == run or run in p.parents for p in places), places
+    assert not (tmp_path / "runs").exists()
 
 
 def test_slurm_script_matches_the_slurm_recipe():
