@@ -133,7 +133,7 @@ def test_callback_search_on_the_embedded_default(tmp_path):
     from naas_train.trainer import NaasTrainer
 
     cb = CoSearchCallback(settings(accuracy_source="measured", min_accuracy=0.0, population=4,
-                                   accel_popsize=2, accel_generations=1), run_at=[], val_batches=2)
+                                   accel_popsize=2, accel_generations=1), run_at=[], search_batches=2)
     trainer = NaasTrainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
                           enable_progress_bar=False, default_root_dir=str(tmp_path), callbacks=[cb], limit_val_batches=1)
     module = SupernetModule(tiny_net(), [Phase("full", epochs=1, lr=0.1)], val_resolutions=list(RES), kd_ratio=0.0)
@@ -191,3 +191,53 @@ def test_search_fingerprint_names_weights_and_settings():
         w = next(b.parameters())
         w.view(-1)[0] = torch.nextafter(w.view(-1)[0], torch.tensor(1e9))
     assert search_fingerprint(b, settings()) != key
+
+
+def test_predictor_measurements_are_split_over_ranks(net):
+    """Every measured subnet goes through ``map_fn`` (each rank measures a slice), never ``accuracy_fn`` directly
+    on every rank; the search-time measurements of ``accuracy_source='measured'`` stay inside the population items."""
+    calls: list[int] = []
+
+    def spy_map(fn, items):
+        calls.append(len(items))
+        return [fn(x) for x in items]
+
+    search = NetworkCoSearch(net.space, net.layer_shapes, fake_accuracy, settings(predictor_samples=12),
+                             supernet.MBV3Config, map_fn=spy_map, default_resolution=16)
+    search.prepare_predictor()
+    assert calls == [12]  # the 12 predictor subnets, distributed in one map
+    search.step()
+    assert calls[1:] == [settings().accel_popsize]  # one population map; no measurement outside it
+
+
+def test_fit_end_cosearch_runs_on_the_training_device_before_teardown(tmp_path):
+    """The fit-end co-search runs while the strategy still holds the model on the training device (Lightning
+    moves it to the CPU at teardown, before ``on_fit_end``), on the data module's search split."""
+    from naas_train.data import DigitsData
+    from naas_train.module import SupernetModule
+    from naas_train.phases import Phase
+    from naas_train.trainer import NaasTrainer
+
+    events: list[tuple] = []
+
+    class Spy(CoSearchCallback):
+        def run(self, trainer, pl_module, tag="final", progress=None):
+            events.append(("search", next(pl_module.net.parameters()).device, trainer.strategy.root_device))
+            return super().run(trainer, pl_module, tag, progress)
+
+    cb = Spy(settings(accuracy_source="measured", min_accuracy=0.0, population=4, accel_popsize=2,
+                      accel_generations=1), run_at=["fit_end"])
+    trainer = NaasTrainer(accelerator="cpu", devices=1, logger=False, enable_checkpointing=False,
+                          enable_progress_bar=False, default_root_dir=str(tmp_path), callbacks=[cb],
+                          limit_train_batches=1, limit_val_batches=0, max_epochs=1)
+    teardown = trainer.strategy.teardown
+    trainer.strategy.teardown = lambda: (events.append(("teardown",)), teardown())[1]
+    module = SupernetModule(tiny_net(), [Phase("full", epochs=1, lr=0.1)], val_resolutions=list(RES), kd_ratio=0.0)
+    data = DigitsData(resolutions=list(RES), batch_size=32, bn_samples=64, num_workers=0)
+    trainer.fit(module, datamodule=data)
+    assert [e[0] for e in events] == ["search", "teardown"]
+    assert events[0][1] == events[0][2]
+    result = json.loads((tmp_path / "cosearch" / "result.json").read_text())
+    assert result["accuracy_split"] == "search" and result["data_splits"]["search"] == 100
+    accuracy_grid = {round(k / 100, 10) for k in range(101)}  # 100 search images: multiples of 1/100
+    assert round(result["accuracy"], 10) in accuracy_grid
