@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -31,6 +30,7 @@ from hwmodel.report import network_report, provenance, write_json_atomic
 from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
 from naas_train.data import resize
 from naas_train.module import bn_buffers, load_bn_buffers
+from naas_train.plots import plot_breakdown, plot_pareto
 from supernet import profile, recalibrate_bn
 
 RESULT_SCHEMA_VERSION = 1
@@ -268,71 +268,3 @@ class CoSearchCallback(pl.Callback):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.state = state_dict.get("state")
         self.results = list(state_dict.get("results", []))
-
-
-def _save_png(fig: Any, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def plot_pareto(result: dict[str, Any], path: Path, exported_accuracy: float | None = None) -> None:
-    """Accuracy vs EDP of the Pareto front, the chosen design (supernet weights, as the baselines) and, given
-    ``exported_accuracy``, the same design after fine-tuning and export."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-    fig, ax = plt.subplots(figsize=(6.4, 5.0))
-    front = result["pareto"]
-    source = result.get("settings", {}).get("accuracy_source", "measured")
-    edp = result["metrics"]["edp"]
-    ax.plot([p["edp"] for p in front], [p["accuracy"] for p in front], "o-", color="tab:blue",
-            label=f"Pareto front (searched accelerators, {source} accuracy)")
-    ax.plot([edp], [result["accuracy"]], "r*", markersize=14, label="chosen design (supernet weights, measured)")
-    if exported_accuracy is not None:
-        ax.plot([edp], [exported_accuracy], "P", color="darkred", markersize=10,
-                label="chosen design, fine-tuned and exported (onnxruntime)")
-        ax.annotate("", xy=(edp, exported_accuracy), xytext=(edp, result["accuracy"]),
-                    arrowprops={"arrowstyle": "->", "color": "darkred"})
-    for (name, b), color in zip(result["baselines"].items(), ("tab:orange", "tab:green", "tab:purple")):
-        ax.plot([b["edp"]], [b["accuracy"]], "s", color=color,
-                label=name.replace("_", " ") + f" ({result.get('settings', {}).get('budget', 'preset')} preset)")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0e}".replace("e+", "e")))
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("EDP (pJ x cycles, lower is better)")
-    ax.set_ylabel("top-1 accuracy")
-    ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, frameon=False)
-    fig.tight_layout()
-    _save_png(fig, path)
-
-
-def plot_breakdown(result: dict[str, Any], path: Path) -> None:
-    """Per-layer energy by level (MAC, L1, NoC, L2, DRAM) of the chosen design, count included."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    import numpy as np
-
-    layers = result["mappings"]
-    levels = ["mac", "l1", "noc", "l2", "dram"]
-    data = np.array([[m["energy_breakdown"][lv] * m["count"] for lv in levels] for m in layers])
-    fig, ax = plt.subplots(figsize=(max(6, 0.25 * len(layers)), 4))
-    bottom = np.zeros(len(layers))
-    for j, lv in enumerate(levels):
-        ax.bar(range(len(layers)), data[:, j], bottom=bottom, label=lv)
-        bottom += data[:, j]
-    ax.set_xlabel("layer")
-    ax.set_ylabel("energy (pJ)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    _save_png(fig, path)

@@ -20,10 +20,10 @@ import torch.nn as nn
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 
+from naas_train.checkpoints import load_net_state
 from naas_train.data import resize
 from naas_train.distributed import barrier, is_global_zero
-from naas_train.export import build_supernet, supernet_spec
-from supernet import recalibrate_bn
+from supernet import build_supernet, recalibrate_bn, supernet_spec
 
 #: Where :func:`run_finetune` writes the final fine-tuned checkpoint, under ``default_root_dir``.
 FINETUNED_CKPT = Path("finetune") / "finetuned.ckpt"
@@ -61,7 +61,7 @@ class FinetuneModule(pl.LightningModule):
     ) -> None:
         """
         Args:
-            supernet_spec: ``{"class_path", "init_args"}`` of the supernet (:func:`naas_train.export.supernet_spec`).
+            supernet_spec: ``{"class_path", "init_args"}`` of the supernet (:func:`supernet.supernet_spec`).
             subnet: the subnet config in OFA's format (``result.json``'s ``subnet``).
             epochs: fine-tuning epochs (the cosine schedule's length).
             lr: peak learning rate per process (per step cosine decay to 0 after ``warmup_epochs`` of linear
@@ -221,12 +221,11 @@ def run_finetune(
     supernet itself) on ``trainer`` / ``datamodule``; returns the fine-tuned checkpoint
     (``<default_root_dir>/finetune/finetuned.ckpt``, what ``naas-train export --checkpoint`` reads).
 
-    Supernet weights come from ``ckpt_path`` (a SupernetModule checkpoint or a plain state dict), else from
-    the checkpoint ``result.json`` names, else ``model`` as given. ``resume``: a fine-tuning checkpoint to
-    continue (Lightning's ``ckpt_path`` of ``fit``). The trainer should be fresh (not fitted before).
+    Supernet weights come from ``ckpt_path`` (any :mod:`naas_train.checkpoints` format: a SupernetModule
+    checkpoint, a plain state dict, an OFA checkpoint), else from the checkpoint ``result.json`` names, else
+    ``model`` as given. ``resume``: a fine-tuning checkpoint to continue (Lightning's ``ckpt_path`` of ``fit``).
+    The trainer should be fresh (not fitted before).
     """
-    from naas_train.module import load_net_state
-
     config, res = read_subnet(result, subnet)
     net = getattr(model, "net", model)
     if not hasattr(net, "extract") or not hasattr(net, "space"):

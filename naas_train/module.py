@@ -7,7 +7,6 @@ import time
 from dataclasses import asdict
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
@@ -18,6 +17,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from naas_train.checkpoints import load_net_state
 from naas_train.data import resize
 from naas_train.phases import Phase, phase_at, phase_scheduler
 from naas_train.rng import Stream, derive_seed, generator, seeded
@@ -308,14 +308,6 @@ class SupernetModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.choice_counts = {phase: Counter(c) for phase, c in checkpoint.get("choice_counts", {}).items()}
-
-
-def load_net_state(path: str | Path) -> dict[str, torch.Tensor]:
-    """A supernet ``state_dict`` from a SupernetModule checkpoint (keys ``net.*``) or a plain state dict."""
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-    if "state_dict" in obj:
-        return {k.removeprefix("net."): v for k, v in obj["state_dict"].items() if k.startswith("net.")}
-    return obj
 
 
 def log_choice_histograms(logger: pl.loggers.WandbLogger, phase: str, counts: Counter, step: int) -> None:

@@ -3,9 +3,10 @@
 from .bn_calibration import recalibrate_bn
 from .mbv3 import MobileNetV3, OFAMobileNetV3
 from .mbv3_space import MBV3Config, MBV3Space
-from .ofa_interop import convert_ofa_state_dict
+from .ofa_interop import convert_ofa_state_dict, is_ofa_state_dict
 from .predictor import AccuracyPredictor
 from .profiling import profile
+from .registry import build_supernet, list_supernets, register_supernet, supernet_spec
 from .resnet import OFAResNet50, ResNet
 from .resnet_space import ResNetConfig, ResNetSpace
 from .sorting import ChannelPermutations, apply_permutations
@@ -27,4 +28,9 @@ __all__ = [
     "ChannelPermutations",
     "apply_permutations",
     "convert_ofa_state_dict",
+    "is_ofa_state_dict",
+    "register_supernet",
+    "list_supernets",
+    "supernet_spec",
+    "build_supernet",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -14,6 +15,7 @@ from ._utils import conv_out_size, make_divisible
 from .elastic_ops import ElasticSqueezeExcite, SqueezeExcite
 from .layers import ElasticConvBnAct, ElasticDwConvBnAct, ProfiledLayer, conv_bn_act, conv_layer, linear_layer
 from .mbv3_space import MBV3Config, MBV3Space
+from .registry import register_supernet
 from .sorting import ChannelPermutations, apply_permutations, importance_order
 
 __all__ = ["MBConv", "ElasticMBConv", "MobileNetV3", "OFAMobileNetV3"]
@@ -177,6 +179,7 @@ class MobileNetV3(nn.Module):
         return self.classifier(torch.flatten(x, 1))
 
 
+@register_supernet
 class OFAMobileNetV3(nn.Module):
     """The OFA MobileNetV3 supernet (Cai et al., "Once-for-All", ICLR 2020), architecture-identical to
     ``ofa.imagenet_classification.elastic_nn.networks.OFAMobileNetV3``.
@@ -241,6 +244,13 @@ class OFAMobileNetV3(nn.Module):
         self.classifier.add_module("dropout", nn.Dropout(dropout))
         self.classifier.add_module("linear", nn.Linear(widths[8], num_classes))
         self.set_active(self.space.max_config())
+
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this architecture (its :func:`supernet.supernet_spec`)."""
+        space = self.space
+        return {"width_mult": self.width_mult, "num_classes": self.num_classes, "ks_list": list(space.ks_list),
+                "expand_list": list(space.expand_list), "depth_list": list(space.depth_list),
+                "dropout": float(self.classifier.dropout.p)}
 
     # --- active subnet ------------------------------------------------------------------------------
     def set_active(self, cfg: MBV3Config) -> None:

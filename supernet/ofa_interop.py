@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
-__all__ = ["convert_ofa_state_dict"]
+__all__ = ["convert_ofa_state_dict", "is_ofa_state_dict"]
 
 #: Ordered (pattern, replacement) rules. The ``ofa`` package wraps each torch layer once more
 #: (``DynamicConv2d.conv``, ``DynamicBatchNorm2d.bn``, ``DynamicLinear.linear``), puts MBConv blocks under
@@ -21,6 +23,15 @@ _RULES: tuple[tuple[str, str], ...] = (
     (r"\.linear\.linear\.", ".linear."),
     (r"\.(\d+to\d+)_matrix$", r".transforms.\1"),
 )
+
+#: Key fragments only the ``ofa`` package's layout has (its MBConv wrapper, its doubly wrapped conv / BN /
+#: linear, its kernel transforms); none occurs in this package's supernets or in the plain nets they extract.
+_OFA_ONLY = re.compile(r"^blocks\.\d+\.(conv|mobile_inverted_conv)\.|\.conv\.conv\.|\.bn\.bn\.|\.linear\.linear\.|_matrix$")
+
+
+def is_ofa_state_dict(state_dict: Mapping[str, Any]) -> bool:
+    """Whether ``state_dict``'s keys are in the ``ofa`` package's layout (so need :func:`convert_ofa_state_dict`)."""
+    return any(_OFA_ONLY.search(key) for key in state_dict)
 
 
 def convert_ofa_state_dict(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

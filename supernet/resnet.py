@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict, defaultdict
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -14,6 +15,7 @@ from hwmodel import Layer
 from ._utils import conv_out_size, make_divisible, pool_out_size
 from .elastic_ops import ElasticBatchNorm2d, ElasticConv2d, ElasticLinear
 from .layers import ElasticConvBnAct, ProfiledLayer, conv_layer, linear_layer
+from .registry import register_supernet
 from .resnet_space import ResNetConfig, ResNetSpace
 from .sorting import ChannelPermutations, apply_permutations, importance_order
 
@@ -158,6 +160,7 @@ class ResNet(nn.Module):
         return self.classifier(x.mean((2, 3)))
 
 
+@register_supernet
 class OFAResNet50(nn.Module):
     """OFA's elastic ResNet-50-D (``OFAResNets`` of the ``ofa`` package; the NAAS network space).
 
@@ -205,6 +208,13 @@ class OFAResNet50(nn.Module):
         self.classifier.add_module("dropout", nn.Dropout(dropout))
         self.classifier.add_module("linear", ElasticLinear(max(in_widths), num_classes))
         self.set_active(self.space.max_config())
+
+    def init_args(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this architecture (its :func:`supernet.supernet_spec`)."""
+        space = self.space
+        return {"num_classes": self.num_classes, "depth_list": list(space.depth_list),
+                "expand_list": list(space.expand_list), "width_mult_list": list(space.width_mult_list),
+                "dropout": float(self.classifier.dropout.p)}
 
     # --- active subnet ------------------------------------------------------------------------------
     def set_active(self, cfg: ResNetConfig) -> None:

@@ -18,12 +18,14 @@ import torch
 
 import naas_train
 import supernet
-from naas_train import export as export_mod
+from hwmodel.timeloop_yaml import read_timeloop_yaml
 from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
 from naas_train.cosearch_callback import CoSearchCallback
 from naas_train.data import DigitsData, resize
-from naas_train.export import BUNDLE_FILES, export_bundle, load_bundle, load_subnet, read_timeloop_yaml, supernet_spec
+from naas_train.export import BUNDLE_FILES, export_bundle, load_bundle
 from naas_train.finetune import FINETUNED_CKPT, FinetuneModule, run_finetune
+from naas_train.subnet_io import load_subnet
+from supernet import supernet_spec
 
 RES = 16
 
@@ -48,8 +50,8 @@ def run_dir(tmp_path_factory) -> Path:
     while not search.done:
         search.step()
     core = search.finalize()
-    result = CoSearchCallback(settings)._result(SimpleNamespace(ckpt_path=str(ckpt)), SimpleNamespace(net=net),
-                                                core, "final")
+    trainer = SimpleNamespace(ckpt_path=str(ckpt), datamodule=None)
+    result = CoSearchCallback(settings)._result(trainer, SimpleNamespace(net=net), core, "final")
     (root / "cosearch").mkdir()
     (root / "cosearch" / "result.json").write_text(json.dumps(result))
     return root
