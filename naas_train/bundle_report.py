@@ -39,6 +39,13 @@ def bundle_metrics(result: MappingABC[str, Any], report: dict[str, Any], params:
         "accuracy": None if accuracy is None else accuracy["top1"],
         "accuracy_detail": accuracy,
         "search_accuracy": result.get("accuracy"),
+        # which data gave which number: the exported model is scored on the validation (test) split only;
+        # the co-search, its predictor and min_accuracy saw only the search split, held out of the training set
+        "splits": {"accuracy": "validation (test split; never seen by training or the co-search)",
+                   "search_accuracy": f"{result.get('accuracy_split', 'validation')} (supernet weights after BN "
+                                      "recalibration; what the co-search and min_accuracy used)",
+                   "min_accuracy": result.get("accuracy_split", "validation"),
+                   "sizes": result.get("data_splits")},
         "min_accuracy": (result.get("settings") or {}).get("min_accuracy"),
         "constraint_met": result.get("constraint_met"),
         "macs": t["macs"],
