@@ -1,15 +1,18 @@
 """LightningDataModules for supernet training: ImageNet-layout folders, the embedded digits set, synthetic images.
 
-All three share :class:`SupernetData`: timm augmentation applied under a per-sample seed, a sampler that shuffles by
-``(seed, epoch)`` and shards over ranks, a train loader whose position inside the epoch is saved in Lightning
-checkpoints, and a per-step random training resolution identical on every rank.
+All three share :class:`SupernetData`: three splits (train; search, a seeded class-balanced hold-out of the training
+images for the co-search; val, the test split), timm augmentation applied under a per-sample seed, a sampler that
+shuffles by ``(seed, epoch)`` and shards over ranks, a train loader whose position inside the epoch is saved in
+Lightning checkpoints, a per-step random training resolution identical on every rank, and optionally uint8 batches
+(or, for :class:`ImageFolderData`, JPEG bytes) that are decoded and normalised on the training device.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pytorch_lightning as pl
@@ -18,13 +21,18 @@ import torch.nn.functional as F
 from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
-from timm.data import create_transform
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
 from torchvision.datasets import ImageFolder
 
+from naas_train.gpu_decode import DeviceTransform, EncodedBatch, EncodedImages, collate_encoded
 from naas_train.rng import Stream, derive_seed, generator, seeded
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+Transform = Callable[[Image.Image], torch.Tensor]
+Collate = Callable[[list[Any]], Any]
+# counters of Stream.SPLIT: 0 BN-recalibration subset, 1 ImageFolderData holdout, 2 SyntheticData images, 3 search split
+_SEARCH_SPLIT = 3
 
 
 def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
@@ -37,7 +45,7 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
 class SeededTransform(Dataset):
     """Applies ``transform`` to ``dataset[index]`` under the seed that the sampler sends with the index."""
 
-    def __init__(self, dataset: Dataset, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, dataset: Dataset, transform: Transform) -> None:
         self.dataset = dataset
         self.transform = transform
 
@@ -97,13 +105,58 @@ class ResumableLoader(DataLoader):
         self._epoch, self._batches = epoch, batches
 
 
+def _targets(dataset: Dataset) -> np.ndarray:
+    """Class index of every item of ``dataset`` (an ImageFolder, an array dataset or a Subset of one), read from its
+    ``targets``/``labels`` without loading images."""
+    if isinstance(dataset, Subset):
+        return _targets(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
+    for name in ("targets", "labels"):
+        if hasattr(dataset, name):
+            return np.asarray(getattr(dataset, name))
+    raise TypeError(f"{type(dataset).__name__} has no `targets` or `labels`: give the training dataset one "
+                    "(class index per item) so the search split can be drawn per class")
+
+
+def _subset(dataset: Dataset, indices: Sequence[int]) -> Subset:
+    """``Subset(dataset, indices)``, flattened onto the underlying dataset when ``dataset`` is itself a Subset."""
+    if isinstance(dataset, Subset):
+        return Subset(dataset.dataset, [dataset.indices[i] for i in indices])
+    return Subset(dataset, list(indices))
+
+
+def class_balanced_holdout(targets: np.ndarray, per_class: int,
+                           rng: np.random.Generator) -> tuple[list[int], list[int]]:
+    """``(held, rest)``: ``per_class`` positions of every class drawn by ``rng``, and all other positions (both
+    ascending). Every class must keep at least one image in ``rest``."""
+    classes, counts = np.unique(targets, return_counts=True)
+    short = counts <= per_class
+    if short.any():
+        c, n = int(classes[short][0]), int(counts[short][0])
+        raise ValueError(
+            f"search_per_class={per_class} would leave class {c} ({n} training images) without training images: "
+            f"lower data.search_per_class below the smallest class ({int(counts.min())} images), set it to 0 to "
+            "disable the search split, or give a separate folder as data.search_root (ImageFolderData)"
+        )
+    order = rng.permutation(len(targets))
+    by_class = order[np.argsort(targets[order], kind="stable")]  # each class's positions, in drawn order
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    held = np.sort(np.concatenate([by_class[s : s + per_class] for s in starts]))
+    rest = np.setdiff1d(np.arange(len(targets)), held)
+    return held.tolist(), rest.tolist()
+
+
 class SupernetData(pl.LightningDataModule):
-    """Base of the data modules: loaders, BN-recalibration batches and the per-step training resolution.
+    """Base of the data modules: the train / search / val splits, their loaders, BN-recalibration batches, the
+    per-step training resolution and on-device normalisation.
 
     Subclasses implement :meth:`splits` (untransformed train/val datasets of ``(PIL image, class)``) and may override
-    :meth:`train_transform` / :meth:`eval_transform`. Images are produced at ``max(resolutions)``; each training batch
-    is resized on device to a resolution drawn from ``resolutions`` by ``(seed, global step)``.
+    :meth:`train_transform` / :meth:`eval_transform` / :meth:`search_split`. Images are produced at
+    ``max(resolutions)``; each training batch is resized on device to a resolution drawn from ``resolutions`` by
+    ``(seed, global step)``.
     """
+
+    mean: tuple[float, float, float] = IMAGENET_DEFAULT_MEAN
+    std: tuple[float, float, float] = IMAGENET_DEFAULT_STD
 
     def __init__(
         self,
@@ -114,20 +167,29 @@ class SupernetData(pl.LightningDataModule):
         pin_memory: bool = False,
         bn_samples: int = 2000,
         seed: int = 0,
+        search_per_class: int = 10,
+        uint8_batches: bool = False,
     ) -> None:
         """
         Args:
             resolutions: training resolutions (px); one is drawn per step, identical on every rank.
             batch_size: training images per step and rank.
-            val_batch_size: validation / BN-recalibration batch size (defaults to ``batch_size``).
+            val_batch_size: validation / search / BN-recalibration batch size (defaults to ``batch_size``).
             num_workers: DataLoader worker processes.
             pin_memory: pin host memory of batches (for GPU training).
             bn_samples: training images (eval transform, fixed subset) used to recalibrate BN statistics.
-            seed: seed of the shuffle, the augmentations and the resolution draws.
+            seed: seed of the shuffle, the augmentations, the resolution draws and the search split.
+            search_per_class: training images per class held out (seeded) as the co-search split and removed
+                from training (OFA: 10 per class, 10,000 on ImageNet); 0 disables the search split.
+            uint8_batches: the train and val loaders hand uint8 NCHW batches, converted to float and normalised on
+                the device in :meth:`on_after_batch_transfer` (less worker CPU, 4× less host-to-device traffic).
+                The BN, search and full-validation loaders always yield normalised floats.
         """
         super().__init__()
         if not resolutions:
             raise ValueError("resolutions must name at least one image size")
+        if search_per_class < 0:
+            raise ValueError(f"search_per_class must be >= 0 (0 disables the search split), got {search_per_class}")
         self.resolutions = [int(r) for r in resolutions]
         self.batch_size = batch_size
         self.val_batch_size = val_batch_size or batch_size
@@ -135,8 +197,12 @@ class SupernetData(pl.LightningDataModule):
         self.pin_memory = pin_memory
         self.bn_samples = bn_samples
         self.seed = seed
+        self.search_per_class = search_per_class
+        self.uint8_batches = uint8_batches
         self.train_set: Dataset | None = None
+        self.search_set: Dataset | None = None
         self.val_set: Dataset | None = None
+        self.search_source = "train holdout" if search_per_class > 0 else "none"
 
     @property
     def image_size(self) -> int:
@@ -147,33 +213,73 @@ class SupernetData(pl.LightningDataModule):
         """Untransformed (train, val) datasets of ``(PIL image, class index)``."""
         raise NotImplementedError
 
-    def train_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return create_transform(self.image_size, is_training=True)
+    def search_split(self, train: Dataset) -> tuple[Dataset | None, Dataset]:
+        """``(search, remaining train)``: ``search_per_class`` images of every class drawn from ``train`` with the
+        data module's seed, or ``(None, train)`` when ``search_per_class`` is 0."""
+        if self.search_per_class == 0:
+            return None, train
+        rng = generator(self.seed, Stream.SPLIT, _SEARCH_SPLIT)
+        held, rest = class_balanced_holdout(_targets(train), self.search_per_class, rng)
+        return _subset(train, held), _subset(train, rest)
 
-    def eval_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return create_transform(self.image_size, is_training=False)
+    def train_transform(self, uint8: bool = False) -> Transform:
+        """Training augmentation of one PIL image: a normalised float CHW tensor, or uint8 when ``uint8``."""
+        return create_transform(self.image_size, is_training=True, use_prefetcher=uint8)
+
+    def eval_transform(self, uint8: bool = False) -> Transform:
+        """Deterministic evaluation transform of one PIL image: a normalised float CHW tensor, or uint8 when
+        ``uint8``."""
+        return create_transform(self.image_size, is_training=False, use_prefetcher=uint8)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None:
-            self.train_set, self.val_set = self.splits()
+            train, self.val_set = self.splits()
+            self.search_set, self.train_set = self.search_split(train)
+
+    def split_info(self) -> dict[str, Any]:
+        """Sizes and provenance of the splits (for metrics.json): ``train``, ``search``, ``val`` image counts,
+        ``search_per_class`` (for ``search_root`` the smallest class), ``search_source`` (``"train holdout"``,
+        ``"search_root"`` or ``"none"``) and ``seed``."""
+        assert self.train_set is not None and self.val_set is not None, "call setup() first"
+        per_class = self.search_per_class
+        if self.search_source == "search_root":
+            per_class = int(np.unique(_targets(self.search_set), return_counts=True)[1].min())
+        return {
+            "train": len(self.train_set),  # type: ignore[arg-type]
+            "search": 0 if self.search_set is None else len(self.search_set),  # type: ignore[arg-type]
+            "val": len(self.val_set),  # type: ignore[arg-type]
+            "search_per_class": per_class,
+            "search_source": self.search_source,
+            "seed": self.seed,
+        }
 
     def _rank(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
-    def _loader(self, dataset: Dataset, batch_size: int) -> DataLoader:
+    def _loader(self, dataset: Dataset, batch_size: int, collate_fn: Collate | None = None) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            collate_fn=collate_fn,
         )
+
+    def _train_data(self) -> tuple[Dataset, Collate | None]:
+        """Dataset (keyed by :class:`EpochSampler`'s ``(index, seed)``) and collate function of the train loader."""
+        transform = self.train_transform(uint8=self.uint8_batches)
+        return SeededTransform(self.train_set, transform), None  # type: ignore[arg-type]
+
+    def _val_data(self) -> tuple[Dataset, Collate | None]:
+        """Dataset and collate function of the (Lightning) val loader."""
+        return _Transformed(self.val_set, self.eval_transform(uint8=self.uint8_batches)), None  # type: ignore[arg-type]
 
     def train_dataloader(self) -> ResumableLoader:
         assert self.train_set is not None, "call setup() first"
         rank, world_size = self._rank()
-        dataset = SeededTransform(self.train_set, self.train_transform())
+        dataset, collate_fn = self._train_data()
         sampler = EpochSampler(dataset, num_replicas=world_size, rank=rank, seed=self.seed)
         if len(sampler) < self.batch_size:
             raise ValueError(f"{len(sampler)} training images per rank is fewer than batch_size={self.batch_size}")
@@ -184,15 +290,34 @@ class SupernetData(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.num_workers > 0,
+            collate_fn=collate_fn,
         )
 
     def val_dataloader(self) -> DataLoader:
-        """The validation set with the eval transform (Lightning shards it over ranks)."""
+        """The validation (test) split with the eval transform, for Lightning's validation loop (which shards it
+        over ranks and runs :meth:`on_after_batch_transfer`: batches may be uint8 or encoded until then)."""
+        assert self.val_set is not None, "call setup() first"
+        dataset, collate_fn = self._val_data()
+        return self._loader(dataset, self.val_batch_size, collate_fn)
+
+    def full_val_dataloader(self) -> DataLoader:
+        """The whole validation (test) split, normalised float batches, the same on every rank: for use outside
+        Lightning's loops (export's ONNX accuracy)."""
         assert self.val_set is not None, "call setup() first"
         return self._loader(_Transformed(self.val_set, self.eval_transform()), self.val_batch_size)
 
+    def search_dataloader(self) -> DataLoader:
+        """The search split with the eval transform, normalised float batches of ``val_batch_size``, not sharded:
+        every rank sees the whole split in the same order."""
+        assert self.train_set is not None, "call setup() first"
+        if self.search_set is None:
+            raise ValueError("the search split is disabled (search_per_class=0): set data.search_per_class > 0 "
+                             "(OFA: 10) or, for ImageFolderData, data.search_root")
+        return self._loader(_Transformed(self.search_set, self.eval_transform()), self.val_batch_size)
+
     def bn_dataloader(self) -> DataLoader:
-        """A fixed, seeded subset of training images with the eval transform, the same on every rank."""
+        """A fixed, seeded subset of the (remaining) training images with the eval transform, normalised float
+        batches, the same on every rank."""
         assert self.train_set is not None, "call setup() first"
         count = min(self.bn_samples, len(self.train_set))  # type: ignore[arg-type]
         indices = generator(self.seed, Stream.SPLIT, 0).permutation(len(self.train_set))[:count]  # type: ignore[arg-type]
@@ -205,18 +330,33 @@ class SupernetData(pl.LightningDataModule):
             return self.resolutions[0]
         return int(generator(self.seed, Stream.RESOLUTION, step).choice(self.resolutions))
 
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW images (0–255) → float32 normalised with :attr:`mean` / :attr:`std` on their device, with the
+        same arithmetic as the float loaders (``/255``, ``-mean``, ``/std``). Float input is taken as already
+        normalised and returned unchanged."""
+        if images.dtype != torch.uint8:
+            return images
+        mean = torch.tensor(self.mean, device=images.device).view(1, -1, 1, 1)
+        std = torch.tensor(self.std, device=images.device).view(1, -1, 1, 1)
+        return images.float().div_(255).sub_(mean).div_(std)
+
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
-        trainer = self.trainer
-        if trainer is None or not trainer.training:
-            return batch
+        """Decode encoded batches on the device, normalise uint8 ones, and resize training batches to the step's
+        resolution."""
         images, targets = batch
-        return resize(images, self.train_resolution(trainer.global_step)), targets
+        if isinstance(images, EncodedBatch):
+            images = images.decode(targets.device)
+        images = self.normalize(images)
+        trainer = self.trainer
+        if trainer is not None and trainer.training:
+            images = resize(images, self.train_resolution(trainer.global_step))
+        return images, targets
 
 
 class _Transformed(Dataset):
     """Deterministic (eval) transform over a dataset of ``(PIL image, class)``."""
 
-    def __init__(self, dataset: Dataset, transform: Callable[[Image.Image], torch.Tensor]) -> None:
+    def __init__(self, dataset: Dataset, transform: Transform) -> None:
         self.dataset = dataset
         self.transform = transform
 
@@ -228,18 +368,30 @@ class _Transformed(Dataset):
         return self.transform(image), target
 
 
+def _samples(dataset: Dataset) -> list[tuple[str, int]]:
+    """``(path, class)`` of every item of an ImageFolder or a Subset of one."""
+    if isinstance(dataset, Subset):
+        base = _samples(dataset.dataset)
+        return [base[i] for i in dataset.indices]
+    assert isinstance(dataset, ImageFolder), f"expected an ImageFolder, got {type(dataset).__name__}"
+    return list(dataset.samples)
+
+
 class ImageFolderData(SupernetData):
-    """ImageNet layout: ``root/train/<class>/*`` and ``root/val/<class>/*``, or a held-out split of ``train``."""
+    """ImageNet layout: ``root/train/<class>/*`` and ``root/val/<class>/*``, or a held-out split of ``train``; the
+    search split is held out of ``train`` or read from ``search_root/<class>/*``."""
 
     def __init__(
         self,
         root: str | Path,
         holdout: float = 0.0,
+        search_root: str | Path | None = None,
         scale: tuple[float, float] = (0.08, 1.0),
         hflip: float = 0.5,
         color_jitter: float | tuple[float, ...] = 0.4,
         auto_augment: str | None = None,
         crop_pct: float = 0.875,
+        decode: Literal["cpu", "device"] = "cpu",
         **kwargs: Any,
     ) -> None:
         """
@@ -247,20 +399,36 @@ class ImageFolderData(SupernetData):
             root: dataset root holding ``train/<class>/*`` and (unless ``holdout`` > 0) ``val/<class>/*``.
             holdout: fraction of ``train`` held out (a seeded random subset) as validation data; ``val/`` is then
                 not read.
+            search_root: a folder ``search_root/<class>/*`` (the training set's classes) used as the search split
+                instead of holding ``search_per_class`` images per class out of ``train``.
             scale, hflip, color_jitter, auto_augment: timm ``create_transform`` training augmentation.
             crop_pct: center-crop fraction of the eval transform.
+            decode: ``"cpu"``: workers decode and augment (PIL); ``"device"``: workers read JPEG bytes and draw the
+                crop/flip/jitter parameters, the train and val batches are decoded (``torchvision.io.decode_jpeg``)
+                and augmented on the training device in :meth:`on_after_batch_transfer`. The BN, search and
+                full-validation loaders always decode on the CPU.
             **kwargs: :class:`SupernetData` arguments.
         """
         super().__init__(**kwargs)
         if not 0.0 <= holdout < 1.0:
             raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+        if decode not in ("cpu", "device"):
+            raise ValueError(f"decode must be 'cpu' or 'device', got {decode!r}")
         self.root = Path(root)
         self.holdout = holdout
+        self.search_root = None if search_root is None else Path(search_root)
+        if self.search_root is not None:
+            self.search_source = "search_root"
         self.scale = tuple(scale)
         self.hflip = hflip
         self.color_jitter = color_jitter if isinstance(color_jitter, float) else tuple(color_jitter)
         self.auto_augment = auto_augment
         self.crop_pct = crop_pct
+        self.decode = decode
+        self.device_transforms: tuple[DeviceTransform, DeviceTransform] | None = None
+        if decode == "device":  # fails here, at configuration time, on augmentation the device path lacks
+            self.device_transforms = (DeviceTransform(self.train_transform(uint8=True)),
+                                      DeviceTransform(self.eval_transform(uint8=True)))
 
     def _folder(self, split: str) -> ImageFolder:
         path = self.root / split
@@ -279,7 +447,23 @@ class ImageFolderData(SupernetData):
         cut = int(round(len(train) * self.holdout))
         return Subset(train, order[cut:]), Subset(train, order[:cut])
 
-    def train_transform(self) -> Callable[[Image.Image], torch.Tensor]:
+    def search_split(self, train: Dataset) -> tuple[Dataset | None, Dataset]:
+        """``search_root`` as the search split (``train`` kept whole), else the per-class hold-out of ``train``."""
+        if self.search_root is None:
+            return super().search_split(train)
+        path = self.search_root
+        if not path.is_dir() or not any(p.is_dir() and any(p.iterdir()) for p in path.iterdir()):
+            raise FileNotFoundError(f"data.search_root={path}: no images found; expected search_root/<class>/* "
+                                    "with the training set's class folders")
+        search = ImageFolder(str(path))
+        base = train.dataset if isinstance(train, Subset) else train
+        if search.class_to_idx != base.class_to_idx:  # type: ignore[attr-defined]
+            missing = sorted(set(base.class_to_idx) ^ set(search.class_to_idx))[:5]  # type: ignore[attr-defined]
+            raise ValueError(f"data.search_root={path} must hold the same class folders as {self.root / 'train'}; "
+                             f"they differ in e.g. {missing}")
+        return search, train
+
+    def train_transform(self, uint8: bool = False) -> Transform:
         return create_transform(
             self.image_size,
             is_training=True,
@@ -287,10 +471,25 @@ class ImageFolderData(SupernetData):
             hflip=self.hflip,
             color_jitter=self.color_jitter,
             auto_augment=self.auto_augment,
+            use_prefetcher=uint8,
         )
 
-    def eval_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return create_transform(self.image_size, is_training=False, crop_pct=self.crop_pct)
+    def eval_transform(self, uint8: bool = False) -> Transform:
+        return create_transform(self.image_size, is_training=False, crop_pct=self.crop_pct, use_prefetcher=uint8)
+
+    def _train_data(self) -> tuple[Dataset, Collate | None]:
+        if self.device_transforms is None:
+            return super()._train_data()
+        transform = self.device_transforms[0]
+        samples = _samples(self.train_set)  # type: ignore[arg-type]
+        return EncodedImages(samples, transform), partial(collate_encoded, transform=transform)
+
+    def _val_data(self) -> tuple[Dataset, Collate | None]:
+        if self.device_transforms is None:
+            return super()._val_data()
+        transform = self.device_transforms[1]
+        samples = _samples(self.val_set)  # type: ignore[arg-type]
+        return EncodedImages(samples, transform), partial(collate_encoded, transform=transform)
 
 
 class _ImageArray(Dataset):
@@ -307,17 +506,19 @@ class _ImageArray(Dataset):
         return Image.fromarray(self.images[index]), int(self.labels[index])
 
 
-def _small_image_transform(size: int, training: bool) -> Callable[[Image.Image], torch.Tensor]:
-    """timm transform for small glyph-like images: mild crops, no flips; deterministic resize when evaluating."""
+def _small_image_transform(size: int, training: bool, uint8: bool) -> Transform:
+    """timm transform for small glyph-like images: mild crops, no flips; deterministic resize when evaluating;
+    uint8 output when ``uint8``."""
     if training:
         return create_transform(size, is_training=True, scale=(0.7, 1.0), ratio=(0.85, 1.18), hflip=0.0,
-                                color_jitter=0.2)
-    return create_transform(size, is_training=False, crop_pct=1.0)
+                                color_jitter=0.2, use_prefetcher=uint8)
+    return create_transform(size, is_training=False, crop_pct=1.0, use_prefetcher=uint8)
 
 
 class DigitsData(SupernetData):
     """scikit-learn's bundled handwritten digits (1,797 real 8×8 images, 10 classes; no download), upsampled
-    bilinearly to ``image_size`` RGB, with a fixed stratified split (``val_fraction``, ``split_seed``)."""
+    bilinearly to ``image_size`` RGB, with a fixed stratified train/val split (``val_fraction``, ``split_seed``);
+    the search split (``search_per_class``, default 10 per class) is held out of the training part."""
 
     def __init__(
         self,
@@ -352,11 +553,11 @@ class DigitsData(SupernetData):
         )
         return _ImageArray(images[train_idx], labels[train_idx]), _ImageArray(images[val_idx], labels[val_idx])
 
-    def train_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return _small_image_transform(self.image_size, training=True)
+    def train_transform(self, uint8: bool = False) -> Transform:
+        return _small_image_transform(self.image_size, training=True, uint8=uint8)
 
-    def eval_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return _small_image_transform(self.image_size, training=False)
+    def eval_transform(self, uint8: bool = False) -> Transform:
+        return _small_image_transform(self.image_size, training=False, uint8=uint8)
 
 
 class SyntheticData(SupernetData):
@@ -377,7 +578,9 @@ class SyntheticData(SupernetData):
         """
         Args:
             num_classes: number of classes (square positions on a 4×4 grid).
-            train_size, val_size: images per split.
+            train_size: training images left after the search hold-out (``num_classes × search_per_class`` more
+                are generated for it).
+            val_size: validation images.
             source_size: size (px) of the generated images.
             resolutions, batch_size, bn_samples, **kwargs: :class:`SupernetData` arguments.
         """
@@ -399,10 +602,10 @@ class SyntheticData(SupernetData):
         return _ImageArray(images, labels)
 
     def splits(self) -> tuple[Dataset, Dataset]:
-        return self._make(self.train_size, 0), self._make(self.val_size, 1)
+        return self._make(self.train_size + self.num_classes * self.search_per_class, 0), self._make(self.val_size, 1)
 
-    def train_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return _small_image_transform(self.image_size, training=True)
+    def train_transform(self, uint8: bool = False) -> Transform:
+        return _small_image_transform(self.image_size, training=True, uint8=uint8)
 
-    def eval_transform(self) -> Callable[[Image.Image], torch.Tensor]:
-        return _small_image_transform(self.image_size, training=False)
+    def eval_transform(self, uint8: bool = False) -> Transform:
+        return _small_image_transform(self.image_size, training=False, uint8=uint8)
