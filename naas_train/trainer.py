@@ -1,17 +1,73 @@
-"""``NaasTrainer``: a Lightning Trainer with a ``search`` entry point (``naas-train search``)."""
+"""``NaasTrainer``: a Lightning Trainer with a ``search`` entry point (``naas-train search``) and preemption-safe
+training (:mod:`naas_train.preemption`)."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from lightning_fabric.plugins.environments import SLURMEnvironment
+from lightning_fabric.utilities.types import _PATH
+from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
+from pytorch_lightning.trainer.states import TrainerFn
+from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
 from naas_train.cosearch_callback import CoSearchCallback
 from naas_train.finetune import FinetuneExportMixin
+from naas_train.preemption import PreemptionCheckpoint, newest_checkpoint
+
+
+class _NewestCheckpointConnector(_CheckpointConnector):
+    """``fit(ckpt_path="last")`` resumes from :func:`newest_checkpoint` of the preemption callback's folder (the
+    newer of ``checkpoints/last.ckpt`` and ``hpc_ckpt_<step>.ckpt``; naas-train puts ``ModelCheckpoint`` files in
+    ``<default_root_dir>/checkpoints``), falling back to Lightning's own lookup when that folder has none.
+    Lightning's implicit resume (``ckpt_path=None`` on SLURM loads any ``hpc_ckpt_*`` of ``default_root_dir``, even
+    into the fine-tuning run) is off: a run resumes only when asked."""
+
+    trainer: NaasTrainer
+
+    @property
+    def _hpc_resume_path(self) -> str | None:
+        return None
+
+    def _parse_ckpt_path(self, state_fn: TrainerFn, ckpt_path: _PATH | None, model_provided: bool,
+                         model_connected: bool) -> _PATH | None:
+        if ckpt_path == "last" and state_fn == TrainerFn.FITTING:
+            newest = newest_checkpoint(self.trainer.preemption.directory(self.trainer))
+            if newest is not None:
+                rank_zero_info(f"ckpt_path='last': resuming from the newest checkpoint, {newest}")
+                return str(newest)
+        return super()._parse_ckpt_path(state_fn, ckpt_path, model_provided, model_connected)
 
 
 class NaasTrainer(FinetuneExportMixin, pl.Trainer):
-    """``pl.Trainer`` plus :meth:`search`, ``finetune`` and ``export``."""
+    """``pl.Trainer`` plus :meth:`search`, ``finetune`` and ``export``, preemption-safe: a
+    :class:`PreemptionCheckpoint` is added unless the recipe has one, Lightning's own SLURM auto-requeue (which saves
+    inside its signal handler) is switched off, and ``fit(ckpt_path="last")`` resumes from the newest checkpoint."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        environment = self._accelerator_connector.cluster_environment
+        if isinstance(environment, SLURMEnvironment):
+            environment.auto_requeue = False  # PreemptionCheckpoint saves and requeues instead
+        preemption = next((c for c in self.callbacks if isinstance(c, PreemptionCheckpoint)), None)
+        if preemption is None:
+            signal = environment.requeue_signal if isinstance(environment, SLURMEnvironment) else None
+            preemption = PreemptionCheckpoint(signal=signal.name if signal is not None else "SIGUSR1")
+            self.callbacks.append(preemption)
+        self.preemption = preemption
+        self._checkpoint_connector = _NewestCheckpointConnector(self)
+
+    def finetune(self, *args: Any, **kwargs: Any) -> str:
+        """:meth:`FinetuneExportMixin.finetune`, with preemption checkpoints under ``<default_root_dir>/finetune``
+        (beside its ``checkpoints/``), so they never shadow the supernet's."""
+        dirpath = self.preemption.dirpath
+        self.preemption.dirpath = str(Path(self.default_root_dir) / "finetune")
+        try:
+            return super().finetune(*args, **kwargs)
+        finally:
+            self.preemption.dirpath = dirpath
 
     def search(
         self,
