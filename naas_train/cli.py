@@ -110,7 +110,9 @@ class _ConfigOnly(NaasCLI):
 
 def run_folder(args: list[str]) -> Path:
     """``trainer.default_root_dir`` of a pipeline's arguments (the recipe's, or the command line's)."""
-    return Path(_ConfigOnly(args=args, run=False).config.trainer.default_root_dir or ".")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        return Path(_ConfigOnly(args=args, run=False).config.trainer.default_root_dir or ".")
 
 
 def run_step(args: list[str]) -> NaasCLI:

@@ -119,8 +119,12 @@ class CoSearchCallback(pl.Callback):
                 self.run(trainer, pl_module, tag=f"phase{ends.index(epoch)}")
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """End of training, before teardown: the model is still on each rank's device, the process group up."""
+        """End of training, before teardown: the model is still on each rank's device, the process group up.
+        ``last.ckpt`` is saved first (Lightning runs checkpoint callbacks after the others; theirs is then a
+        no-op), so the result names it and a failure during the search loses no training."""
         if "fit_end" in self.run_at or "phase_end" in self.run_at:
+            for checkpoint in trainer.checkpoint_callbacks:
+                checkpoint.on_train_end(trainer, pl_module)
             self.run(trainer, pl_module, tag="final")
 
     # --- the search ----------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_pipeline_prints_a_complete_bundle(resumed):
     root, stdout = resumed
     bundle = root / "run" / "bundle"
     assert f"bundle written to {bundle}" in stdout
-    assert "s of it, finetune" in stdout and "validation images" in stdout and "this EDP" in stdout
+    assert " s, co-search " in stdout and "validation images" in stdout and "this EDP" in stdout
     assert sorted(p.name for p in bundle.iterdir()) == sorted(BUNDLE_FILES)
     assert not [p for p in bundle.parent.iterdir() if ".tmp-" in p.name]
     assert (root / "run" / "finetune" / "finetuned.ckpt").is_file()

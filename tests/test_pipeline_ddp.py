@@ -57,6 +57,7 @@ def test_two_process_pipeline_writes_one_bundle_under_the_given_root(two_ranks):
     assert list(steps) == ["fit", "search", "finetune", "export"] and steps["search"]["at"] == "fit end"
     result = json.loads((run / "cosearch" / "result.json").read_text())
     assert result["accuracy_split"] == "search"
+    assert result["supernet_checkpoint"] == str(run / "checkpoints" / "last.ckpt")  # saved before the search
     splits = result["data_splits"]
     assert splits["search"] == 10 * splits["search_per_class"] and splits["search_source"] == "train holdout"
     metrics = json.loads((run / "bundle" / "metrics.json").read_text())
