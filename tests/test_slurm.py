@@ -74,7 +74,7 @@ def cluster(tmp_path_factory, request) -> dict[str, str]:
         pytest.skip("slurm-wlm is not installed and there is no apt-get to install it")
     folder = tmp_path_factory.mktemp("slurm")
     env = {**os.environ, "NAAS_SLURM_DIR": str(folder / "cluster"), "NAAS_SLURM_PORT": str(free_port_pair()),
-           "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline"}
+           "OMP_NUM_THREADS": "1", "WANDB_MODE": "offline", "PYTHONFAULTHANDLER": "1"}
     script = ["bash", str(REPO / "scripts" / "slurm_local.sh")]
     request.addfinalizer(lambda: subprocess.run([*script, "stop"], env=env, capture_output=True, timeout=120))
     started = subprocess.run([*script, "start"], env=env, capture_output=True, text=True, timeout=900)
@@ -102,6 +102,8 @@ def job(env: dict[str, str], job_id: str) -> dict[str, str]:
 
 
 def wait(env: dict[str, str], job_id: str, log: Path, until, timeout: float) -> dict[str, str]:
+    """Poll the job until ``until(fields)``; fails when it ends first, cannot start, or ``timeout`` passes (then
+    its tasks get SIGABRT, so faulthandler writes every thread's Python stack to the job log shown)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         info = job(env, job_id)
@@ -110,11 +112,14 @@ def wait(env: dict[str, str], job_id: str, log: Path, until, timeout: float) -> 
         assert info["JobState"] not in FINAL, f"job {job_id} ended {info['JobState']}:\n{_tail(log)}"
         assert info.get("Reason") not in NEVER, f"job {job_id} cannot start: {info['Reason']} ({info})"
         time.sleep(0.2)
-    raise AssertionError(f"job {job_id} timed out waiting ({job(env, job_id)['JobState']}):\n{_tail(log)}")
+    state = job(env, job_id)["JobState"]
+    subprocess.run(["scancel", "--signal=ABRT", job_id], env=env, capture_output=True, timeout=60)
+    time.sleep(5)
+    raise AssertionError(f"job {job_id} timed out after {timeout:.0f} s ({state}); stacks at SIGABRT:\n{_tail(log)}")
 
 
 def _tail(log: Path) -> str:
-    return log.read_text()[-4000:] if log.exists() else f"(no {log})"
+    return log.read_text()[-6000:] if log.exists() else f"(no {log})"
 
 
 def weights(bundle: Path) -> dict[str, torch.Tensor]:
@@ -135,12 +140,13 @@ def test_preempted_pipeline_requeues_resumes_and_equals_an_uninterrupted_job(clu
     log = Path(f"{preempted}.out")
 
     last = preempted / "checkpoints" / "last.ckpt"
-    wait(cluster, first, log, lambda info: last.exists(), timeout=300)
+    wait(cluster, first, log, lambda info: last.exists(), timeout=240)
     subprocess.run(["scancel", "--signal=USR1", first], env=cluster, check=True, timeout=60)
-    done = wait(cluster, first, log, lambda info: info["JobState"] in FINAL, timeout=600)
-    assert (done["JobState"], done["ExitCode"], done["Restarts"]) == ("COMPLETED", "0:0", "1"), _tail(log)
+    wait(cluster, first, log, lambda info: info["Restarts"] == "1", timeout=120)  # requeued by the callback
     ref = wait(cluster, second, Path(f"{reference}.out"), lambda info: info["JobState"] in FINAL, timeout=300)
     assert (ref["JobState"], ref["Restarts"]) == ("COMPLETED", "0"), _tail(Path(f"{reference}.out"))
+    done = wait(cluster, first, log, lambda info: info["JobState"] in FINAL, timeout=300)
+    assert (done["JobState"], done["ExitCode"], done["Restarts"]) == ("COMPLETED", "0:0", "1"), _tail(log)
 
     text = log.read_text()
     saved = re.search(r"PreemptionCheckpoint: SIGUSR1 received; saved (\S+) at step (\d+)", text)
