@@ -23,8 +23,8 @@ from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader
 
 from hwmodel.report import network_report, provenance, write_json_atomic
 from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
@@ -212,9 +212,12 @@ class CoSearchCallback(pl.Callback):
 
         accel = Accelerator.from_dict(core["accelerator"])
         report = network_report(core["layers"], accel, [m for _, m in core["mappings"]], seed=self.settings.seed)
+        # during fit: the checkpoint just saved (trainer.ckpt_path is the one a resumed fit started from);
+        # search/validate: the checkpoint that was loaded
         ckpt = getattr(trainer, "ckpt_path", None)
-        if ckpt is None and trainer.checkpoint_callback is not None:  # at the end of fit: the checkpoint just saved
-            ckpt = trainer.checkpoint_callback.last_model_path or trainer.checkpoint_callback.best_model_path or None
+        if trainer.state.fn == TrainerFn.FITTING and trainer.checkpoint_callback is not None:
+            cb = trainer.checkpoint_callback
+            ckpt = cb.last_model_path or cb.best_model_path or None
         return {
             "schema_version": RESULT_SCHEMA_VERSION,
             "provenance": provenance(accel, self.settings.seed),
