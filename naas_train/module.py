@@ -12,6 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 import torch.nn as nn
+from pytorch_lightning.strategies import ParallelStrategy
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
@@ -78,8 +79,10 @@ class SupernetModule(pl.LightningModule):
     """Trains an elastic supernet through progressive-shrinking phases (OFA; Cai et al., ICLR 2020).
 
     Each step samples ``phase.subnets_per_step`` subnets from a generator seeded by ``(seed, global step)`` (the
-    same on every rank), accumulates their gradients and steps the optimizer once. Elastic phases distil from the
-    full network as trained by the phases before them (or from ``teacher_ckpt``): label-smoothed CE plus
+    same on every rank), accumulates their gradients and steps the optimizer once; under DDP the gradients are
+    all-reduced once per step (the backward passes of all but the last subnet run under ``no_sync``). Elastic
+    phases distil from the full network as trained by the phases before them (or from ``teacher_ckpt``, or
+    ``init_ckpt``'s largest subnet when the schedule starts elastic): label-smoothed CE plus
     ``kd_ratio`` × soft-target CE against the teacher's softmax. Validation recalibrates BN for the min / mid / max
     subnets at every ``val_resolutions`` entry and logs ``val/acc_{min,mid,max}`` (top-1, mean over resolutions).
     """
@@ -97,6 +100,8 @@ class SupernetModule(pl.LightningModule):
         weight_decay: float = 3e-5,
         scale_lr: bool = True,
         teacher_ckpt: str | None = None,
+        init_ckpt: str | None = None,
+        channels_last: bool = False,
         seed: int = 0,
     ) -> None:
         """
@@ -113,18 +118,26 @@ class SupernetModule(pl.LightningModule):
             scale_lr: multiply every phase lr by the world size (OFA's lrs are per GPU).
             teacher_ckpt: checkpoint (Lightning or plain ``state_dict`` of ``net``) of a trained full network;
                 it initialises both the supernet and the teacher (OFA starts shrinking from the teacher).
+            init_ckpt: checkpoint (any format ``load_net_state`` reads) the supernet starts from, e.g. OFA's
+                published supernet; loaded at the first ``setup`` after ``teacher_ckpt``, so it wins for the
+                supernet. A resumed fit restores its own checkpoint after ``setup``, replacing these weights.
+                Without ``teacher_ckpt``, a schedule starting elastic distils from this network's largest subnet.
+            channels_last: keep the supernet, the teacher and the input batches in ``torch.channels_last``
+                (faster convolutions on GPUs, with ``precision: bf16-mixed``).
             seed: seed of subnet sampling and dropout masks.
         """
         super().__init__()
         if not phases:
             raise ValueError("phases must list at least one phase")
         elastic = [i for i, p in enumerate(phases) if p.elastic]
-        if kd_ratio > 0 and elastic and teacher_ckpt is None and elastic[0] == 0:
-            raise ValueError("kd_ratio > 0 needs a full-network phase before the first elastic phase, or teacher_ckpt")
+        if kd_ratio > 0 and elastic and teacher_ckpt is None and init_ckpt is None and elastic[0] == 0:
+            raise ValueError("kd_ratio > 0 needs a full-network phase before the first elastic phase, teacher_ckpt "
+                             "or init_ckpt")
         self.save_hyperparameters(ignore=["net"])
         self.hparams["phases"] = [asdict(p) for p in phases]  # plain data: checkpoints load with weights_only
         self.automatic_optimization = False
-        self.net = net
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net = net.to(memory_format=self.memory_format)
         self.teacher = frozen_teacher(net) if kd_ratio > 0 and elastic else None
         self.phases = list(phases)
         self.resolutions = list(resolutions)
@@ -138,14 +151,22 @@ class SupernetModule(pl.LightningModule):
         self._scheduler: tuple[int, CosineLRScheduler] | None = None
         self._step_started: float | None = None
         self._val: dict[str, Any] = {}
+        self._initialised = False
 
     # --- setup -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        """Load ``teacher_ckpt`` and ``init_ckpt`` once per module (a later fit/validate on the same module keeps
+        its trained weights). Lightning restores a ``ckpt_path`` after this hook, so a resumed run's checkpoint wins."""
+        if self._initialised:
+            return
+        self._initialised = True
         if self.hparams.teacher_ckpt is not None:
             state = load_net_state(self.hparams.teacher_ckpt)
             self.net.load_state_dict(state)
             if self.teacher is not None:
                 self.teacher.load_state_dict(state)
+        if self.hparams.init_ckpt is not None:
+            self.net.load_state_dict(load_net_state(self.hparams.init_ckpt))
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return create_optimizer_v2(
@@ -172,6 +193,7 @@ class SupernetModule(pl.LightningModule):
         if phase.sort_channels is not None:
             perms = self.net.sort_channels(phase.sort_channels)
             permute_optimizer_state(self.optimizers().optimizer, self.net, perms)
+            self.net.to(memory_format=self.memory_format)  # index_select returns contiguous tensors
 
     def sample_subnets(self, phase: Phase, step: int, resolution: int) -> list[Any]:
         """The subnets of global step ``step``: a pure function of ``(seed, step)``, identical on every rank."""
@@ -195,6 +217,7 @@ class SupernetModule(pl.LightningModule):
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
         images, targets = batch
+        images = images.contiguous(memory_format=self.memory_format)
         index, step = self.phase_index, self.global_step
         phase = self.phases[index]
         lr = self._set_lr(index, step)
@@ -215,12 +238,23 @@ class SupernetModule(pl.LightningModule):
             loss = self.hard_loss(logits, targets)
             if soft is not None:
                 loss = loss + self.kd_ratio * self.soft_loss(logits, soft)
-            self.manual_backward(loss)
+            self._backward(loss, sync=i == len(configs) - 1)
             losses.append(loss.detach())
         optimizer.step()
         self.net.set_active(self.net.space.max_config(images.shape[-1]))
         self._log_step(losses, lr, index, images.shape[0])
         return torch.stack(losses).mean()
+
+    def _backward(self, loss: torch.Tensor, sync: bool) -> None:
+        """``manual_backward``; with ``sync=False`` under a parallel strategy, without the gradient all-reduce
+        (DDP ``no_sync``: gradients accumulate locally and the reducer marks the parameters this backward used,
+        so the next synced backward averages them even where its own subnet leaves them unused)."""
+        strategy = self.trainer.strategy
+        if sync or not isinstance(strategy, ParallelStrategy):
+            self.manual_backward(loss)
+            return
+        with strategy.block_backward_sync():
+            self.manual_backward(loss)
 
     def _count_choices(self, phase: str, configs: Sequence[Any]) -> None:
         counts = self.choice_counts.setdefault(phase, Counter())
@@ -267,11 +301,14 @@ class SupernetModule(pl.LightningModule):
         grid = self.val_grid()
         saved = bn_buffers(self.net)
         bn_batches = [x for x, _ in datamodule.bn_dataloader()]
+        precision = self.trainer.precision_plugin  # the input dtype and autocast validation_step gets
         stats = []
-        for _, cfg in grid:
-            self.net.set_active(cfg)
-            recalibrate_bn(self.net, (resize(x.to(self.device), cfg.r) for x in bn_batches))
-            stats.append(bn_buffers(self.net))
+        with precision.forward_context():
+            for _, cfg in grid:
+                self.net.set_active(cfg)
+                recalibrate_bn(self.net, (self._resize(precision.convert_input(x.to(self.device)), cfg.r)
+                                          for x in bn_batches))
+                stats.append(bn_buffers(self.net))
         load_bn_buffers(self.net, saved)
         self._val = {"grid": grid, "stats": stats, "saved": saved,
                      "correct": torch.zeros(len(grid), device=self.device), "count": torch.zeros((), device=self.device)}
@@ -282,9 +319,13 @@ class SupernetModule(pl.LightningModule):
         for j, ((_, cfg), stats) in enumerate(zip(val["grid"], val["stats"])):
             load_bn_buffers(self.net, stats)
             self.net.set_active(cfg)
-            logits = self.net(resize(images, cfg.r))
+            logits = self.net(self._resize(images, cfg.r))
             val["correct"][j] += (logits.argmax(-1) == targets).sum()
         val["count"] += targets.numel()
+
+    def _resize(self, images: torch.Tensor, resolution: int) -> torch.Tensor:
+        """``images`` at ``resolution`` in the module's memory format."""
+        return resize(images, resolution).contiguous(memory_format=self.memory_format)
 
     def on_validation_epoch_end(self) -> None:
         val = self._val

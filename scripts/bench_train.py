@@ -86,9 +86,8 @@ def run(args: argparse.Namespace) -> Result:
         torch.save(net.state_dict(), teacher)  # a stand-in teacher: KD cost does not depend on its weights
         phase = Phase("expand", epochs=1, lr=0.01, ks_list=[3, 5, 7], depth_list=[2, 3, 4], expand_list=[3, 4, 6],
                       subnets_per_step=subnets)
-        module = SupernetModule(net, [phase], resolutions=[resolution], kd_ratio=1.0, teacher_ckpt=str(teacher))
-        if args.channels_last:
-            module = module.to(memory_format=torch.channels_last)
+        module = SupernetModule(net, [phase], resolutions=[resolution], kd_ratio=1.0, teacher_ckpt=str(teacher),
+                                channels_last=args.channels_last)
         if args.compile:
             module.net.compile()  # in place: state_dict keys unchanged
         steps = args.warmup + args.steps
@@ -127,7 +126,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=10, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (precision bf16-mixed)")
-    parser.add_argument("--channels-last", action="store_true", help="channels_last memory format")
+    parser.add_argument("--channels-last", action="store_true",
+                        help="SupernetModule(channels_last=True): supernet, teacher and batches channels_last")
     parser.add_argument("--compile", action="store_true", help="torch.compile the supernet")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     args = parser.parse_args()
