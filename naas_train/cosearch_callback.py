@@ -215,7 +215,8 @@ class CoSearchCallback(pl.Callback):
         # during fit: the checkpoint just saved (trainer.ckpt_path is the one a resumed fit started from);
         # search/validate: the checkpoint that was loaded
         ckpt = getattr(trainer, "ckpt_path", None)
-        if trainer.state.fn == TrainerFn.FITTING and trainer.checkpoint_callback is not None:
+        fitting = getattr(getattr(trainer, "state", None), "fn", None) == TrainerFn.FITTING
+        if fitting and trainer.checkpoint_callback is not None:
             cb = trainer.checkpoint_callback
             ckpt = cb.last_model_path or cb.best_model_path or None
         return {

@@ -18,6 +18,11 @@ from naas_train.finetune import FinetuneExportMixin
 from naas_train.preemption import PreemptionCheckpoint, newest_checkpoint
 
 
+#: Validation batches of the pass that carries ``naas-train search`` (its metrics are not the point: the search
+#: runs at the pass's end with the processes launched and the checkpoint restored).
+SEARCH_VALIDATION_BATCHES = 1
+
+
 class _NewestCheckpointConnector(_CheckpointConnector):
     """``fit(ckpt_path="last")`` resumes from :func:`newest_checkpoint` of the preemption callback's folder (the
     newer of ``checkpoints/last.ckpt`` and ``hpc_ckpt_<step>.ckpt``; naas-train puts ``ModelCheckpoint`` files in
@@ -83,5 +88,10 @@ class NaasTrainer(FinetuneExportMixin, pl.Trainer):
             callback = CoSearchCallback()
             self.callbacks.append(callback)
         callback.request_search()
-        self.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        limit = self.limit_val_batches
+        self.limit_val_batches = SEARCH_VALIDATION_BATCHES  # the pass only launches and restores; the search
+        try:                                                # measures on its own split
+            self.validate(model, datamodule=datamodule, ckpt_path=ckpt_path, verbose=False)
+        finally:
+            self.limit_val_batches = limit
         return callback.last_result
