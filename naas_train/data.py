@@ -9,7 +9,7 @@ Lightning checkpoints, a per-step random training resolution identical on every 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -22,14 +22,15 @@ from PIL import Image
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Subset
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.datasets import ImageFolder
 
 from naas_train.gpu_decode import DeviceTransform, EncodedBatch, EncodedImages, collate_encoded
-from naas_train.rng import Stream, derive_seed, generator, seeded
+from naas_train.loading import EpochSampler, ResumableLoader, SeededTransform, Transform
+from naas_train.rng import Stream, generator
+from naas_train.splits import class_balanced_holdout, flat_subset, targets_of
 
 Batch = tuple[torch.Tensor, torch.Tensor]
-Transform = Callable[[Image.Image], torch.Tensor]
 Collate = Callable[[list[Any]], Any]
 # counters of Stream.SPLIT: 0 BN-recalibration subset, 1 ImageFolderData holdout, 2 SyntheticData images, 3 search split
 _SEARCH_SPLIT = 3
@@ -40,109 +41,6 @@ def resize(images: torch.Tensor, resolution: int) -> torch.Tensor:
     if images.shape[-2:] == (resolution, resolution):
         return images
     return F.interpolate(images, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
-
-
-class SeededTransform(Dataset):
-    """Applies ``transform`` to ``dataset[index]`` under the seed that the sampler sends with the index."""
-
-    def __init__(self, dataset: Dataset, transform: Transform) -> None:
-        self.dataset = dataset
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.dataset)  # type: ignore[arg-type]
-
-    def __getitem__(self, key: tuple[int, int]) -> tuple[torch.Tensor, int]:
-        index, seed = key
-        image, target = self.dataset[index]
-        with seeded(seed):
-            return self.transform(image), target
-
-
-class EpochSampler(DistributedSampler):
-    """DistributedSampler (permutation seeded by ``seed + epoch``, one shard per rank) that yields
-    ``(index, augmentation seed)`` pairs and can start part-way through its shard (``start``, in samples)."""
-
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=True)
-        self.start = 0
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        indices = list(super().__iter__())[self.start :]
-        return ((i, derive_seed(self.seed, Stream.AUGMENT, self.epoch, i)) for i in indices)
-
-
-class ResumableLoader(DataLoader):
-    """Train DataLoader over an :class:`EpochSampler` that counts the batches it handed out this epoch.
-
-    Lightning stores ``state_dict()`` in checkpoints (the loader is ``_Stateful``) and calls ``load_state_dict`` on
-    resume, so ``--ckpt_path last`` continues with the next unseen batch of the same permutation.
-    """
-
-    sampler: EpochSampler
-
-    def __init__(self, dataset: Dataset, sampler: EpochSampler, **kwargs: Any) -> None:
-        super().__init__(dataset, sampler=sampler, drop_last=True, **kwargs)
-        self._epoch = sampler.epoch
-        self._batches = 0
-
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        if self._epoch != self.sampler.epoch:
-            self._epoch, self._batches = self.sampler.epoch, 0
-        self.sampler.start = self._batches * self.batch_size  # type: ignore[operator]
-        for batch in super().__iter__():
-            self._batches += 1
-            yield batch
-
-    def state_dict(self) -> dict[str, int]:
-        return {"epoch": self._epoch, "batches": self._batches}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        epoch, batches = state["epoch"], state["batches"]
-        if batches >= len(self):  # saved after the last batch of an epoch: the next one starts fresh
-            epoch, batches = epoch + 1, 0
-        self.sampler.set_epoch(epoch)
-        self._epoch, self._batches = epoch, batches
-
-
-def _targets(dataset: Dataset) -> np.ndarray:
-    """Class index of every item of ``dataset`` (an ImageFolder, an array dataset or a Subset of one), read from its
-    ``targets``/``labels`` without loading images."""
-    if isinstance(dataset, Subset):
-        return _targets(dataset.dataset)[np.asarray(dataset.indices, dtype=np.int64)]
-    for name in ("targets", "labels"):
-        if hasattr(dataset, name):
-            return np.asarray(getattr(dataset, name))
-    raise TypeError(f"{type(dataset).__name__} has no `targets` or `labels`: give the training dataset one "
-                    "(class index per item) so the search split can be drawn per class")
-
-
-def _subset(dataset: Dataset, indices: Sequence[int]) -> Subset:
-    """``Subset(dataset, indices)``, flattened onto the underlying dataset when ``dataset`` is itself a Subset."""
-    if isinstance(dataset, Subset):
-        return Subset(dataset.dataset, [dataset.indices[i] for i in indices])
-    return Subset(dataset, list(indices))
-
-
-def class_balanced_holdout(targets: np.ndarray, per_class: int,
-                           rng: np.random.Generator) -> tuple[list[int], list[int]]:
-    """``(held, rest)``: ``per_class`` positions of every class drawn by ``rng``, and all other positions (both
-    ascending). Every class must keep at least one image in ``rest``."""
-    classes, counts = np.unique(targets, return_counts=True)
-    short = counts <= per_class
-    if short.any():
-        c, n = int(classes[short][0]), int(counts[short][0])
-        raise ValueError(
-            f"search_per_class={per_class} would leave class {c} ({n} training images) without training images: "
-            f"lower data.search_per_class below the smallest class ({int(counts.min())} images), set it to 0 to "
-            "disable the search split, or give a separate folder as data.search_root (ImageFolderData)"
-        )
-    order = rng.permutation(len(targets))
-    by_class = order[np.argsort(targets[order], kind="stable")]  # each class's positions, in drawn order
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    held = np.sort(np.concatenate([by_class[s : s + per_class] for s in starts]))
-    rest = np.setdiff1d(np.arange(len(targets)), held)
-    return held.tolist(), rest.tolist()
 
 
 class SupernetData(pl.LightningDataModule):
@@ -219,8 +117,8 @@ class SupernetData(pl.LightningDataModule):
         if self.search_per_class == 0:
             return None, train
         rng = generator(self.seed, Stream.SPLIT, _SEARCH_SPLIT)
-        held, rest = class_balanced_holdout(_targets(train), self.search_per_class, rng)
-        return _subset(train, held), _subset(train, rest)
+        held, rest = class_balanced_holdout(targets_of(train), self.search_per_class, rng)
+        return flat_subset(train, held), flat_subset(train, rest)
 
     def train_transform(self, uint8: bool = False) -> Transform:
         """Training augmentation of one PIL image: a normalised float CHW tensor, or uint8 when ``uint8``."""
@@ -243,7 +141,7 @@ class SupernetData(pl.LightningDataModule):
         assert self.train_set is not None and self.val_set is not None, "call setup() first"
         per_class = self.search_per_class
         if self.search_source == "search_root":
-            per_class = int(np.unique(_targets(self.search_set), return_counts=True)[1].min())
+            per_class = int(np.unique(targets_of(self.search_set), return_counts=True)[1].min())
         return {
             "train": len(self.train_set),  # type: ignore[arg-type]
             "search": 0 if self.search_set is None else len(self.search_set),  # type: ignore[arg-type]
