@@ -37,8 +37,9 @@ from naas_train.trainer import NaasTrainer
 
 #: Steps of ``naas-train pipeline``, in order.
 STEPS = ("fit", "search", "finetune", "export")
-#: Logger init argument that holds its folder, per logger class name (Lightning's loggers and ours).
+#: The init argument that holds a logger's folder (Lightning's loggers and ours).
 LOGGER_DIR_ARG = "save_dir"
+#: Callbacks whose unset ``dirpath`` goes to ``<default_root_dir>/checkpoints`` (by class name).
 CHECKPOINT_CLASS = "ModelCheckpoint"
 
 
