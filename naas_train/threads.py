@@ -6,10 +6,11 @@
   ``available cores // processes per node`` intra-op threads. Lightning's own launcher applies the same rule to the
   ranks it starts. Data-loader workers run one thread each (torch sets that in every worker).
 - **Only the free cores on a busy machine**: a lone process first samples how busy its cores are
-  (``/proc/stat``, :data:`SAMPLE_SECONDS`); when other processes keep cores busy it takes only the free ones and
+  (``/proc/stat``, :data:`SAMPLE_SECONDS`, and the 1-minute load average: the load must be sustained); when other
+  processes keep cores busy it takes only the free ones and
   waits passively (``OMP_WAIT_POLICY=PASSIVE``). Otherwise OpenMP threads spin-wait at every parallel region for a
   thread whose core another process holds, and throughput collapses; on a quiet machine passive waiting costs
-  about 2x (BENCHMARKS.md, "threads"), so it is not set there.
+  up to 1.7x (the digits pipeline's fit; BENCHMARKS.md, "threads"), so it is not set there.
 
 A variable the user set always wins.
 """
@@ -87,11 +88,17 @@ def busy_cores(cores: list[int], seconds: float = SAMPLE_SECONDS) -> float:
     return len(cores) * (busy1 - busy0) / max(1, total1 - total0)
 
 
+def sustained_busy_cores(cores: list[int]) -> float:
+    """Busy cores both now (:func:`busy_cores`) and over the last minute (the 1-minute load average): a job that
+    just ended (e.g. a finished run's wandb service) or one that merely starts does not make the machine busy."""
+    return min(busy_cores(cores), os.getloadavg()[0])
+
+
 def apply_thread_defaults() -> dict[str, str]:
     """Set :func:`thread_defaults` in ``os.environ``; returns what was set. Call before importing torch."""
     cores = available_cores()
     alone = processes_per_node(os.environ) == 1 and "LOCAL_RANK" not in os.environ  # not a rank Lightning started
     sample = alone and "OMP_NUM_THREADS" not in os.environ  # the user chose the threads: nothing to decide
-    chosen = thread_defaults(os.environ, len(cores), busy_cores(cores) if sample else 0.0)
+    chosen = thread_defaults(os.environ, len(cores), sustained_busy_cores(cores) if sample else 0.0)
     os.environ.update(chosen)
     return chosen
