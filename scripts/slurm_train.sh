@@ -23,13 +23,6 @@
 #SBATCH --output=slurm-%x-%j.out
 set -euo pipefail
 cd "${SLURM_SUBMIT_DIR:-$(dirname "$0")/..}"
-if [ ! -x .venv/bin/naas-train ]; then
-    echo "slurm_train.sh: no .venv/bin/naas-train in $PWD; submit from the repo root after scripts/setup.sh" >&2
-    exit 2
-fi
-read -r -a configs <<< "${NAAS_CONFIGS:-recipes/ofa_mbv3_imagenet.yaml recipes/ofa_mbv3_imagenet_slurm.yaml}"
-config_args=()
-for config in "${configs[@]}"; do config_args+=(--config "$config"); done
-export WANDB_MODE="${WANDB_MODE:-offline}"
-echo "slurm_train.sh: job ${SLURM_JOB_ID:-?} start ${SLURM_RESTART_COUNT:-0} on ${SLURM_JOB_NODELIST:-?}"
-srun --kill-on-bad-exit=1 .venv/bin/naas-train fit "${config_args[@]}" --ckpt_path last "$@"
+# shellcheck source=scripts/slurm_common.sh
+source scripts/slurm_common.sh
+naas_srun slurm_train.sh "recipes/ofa_mbv3_imagenet.yaml recipes/ofa_mbv3_imagenet_slurm.yaml" fit --ckpt_path last "$@"

@@ -74,8 +74,9 @@ def sbatch_options(script: Path) -> dict[str, str]:
 
 def default_configs(script: Path) -> list[str]:
     """The recipes a SLURM script passes when ``$NAAS_CONFIGS`` is unset."""
-    found = re.search(r"\$\{NAAS_CONFIGS:-([^}]*)\}", script.read_text())
-    assert found, f"{script.name} takes its recipes from ${{NAAS_CONFIGS:-<defaults>}}"
+    found = re.search(r'^naas_srun \S+ "([^"]*)"', script.read_text(), re.MULTILINE)
+    assert found, f'{script.name} runs naas_srun NAME "DEFAULT RECIPES" (scripts/slurm_common.sh)'
+    assert "${NAAS_CONFIGS:-$defaults}" in (script.parent / "slurm_common.sh").read_text()
     return found[1].split()
 
 
