@@ -12,27 +12,11 @@ import torch.nn as nn
 
 import supernet
 from naas_train.checkpoints import load_net_state, read_checkpoint
+from torch_helpers import randomize_
 
 torch.set_num_threads(2)
 WIDTH, CLASSES = 0.5, 7
 KS, EXPAND, DEPTH = [3, 5, 7], [3, 4, 6], [2, 3, 4]
-
-
-@torch.no_grad()
-def randomize_(net: nn.Module, seed: int) -> nn.Module:
-    """Random BN stats/affine, perturbed kernel transforms (tests/test_supernet.py's setup): a load that drops or
-    misplaces any of them changes the outputs."""
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in net.named_parameters():
-        if "transforms" in name or name.endswith("_matrix"):  # ours / the ofa package's kernel transforms
-            p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return net
 
 
 def ours() -> supernet.OFAMobileNetV3:

@@ -23,24 +23,10 @@ from naas_train.module import SupernetModule
 from naas_train.phases import Phase
 from naas_train.preemption import EX_TEMPFAIL, Preempted, PreemptionCheckpoint, newest_checkpoint
 from naas_train.trainer import NaasTrainer
+from torch_helpers import one_thread, restore_determinism  # noqa: F401 (autouse fixtures)
 
 STEPS_PER_EPOCH = 4
 SIGNAL_AT_STEP = 6  # the signal arrives during the batch that makes step 7 (epoch 1, mid-epoch)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def restore_determinism():
-    enabled = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.use_deterministic_algorithms(enabled)
 
 
 class SignalAt(pl.Callback):

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import supernet
 from hwmodel import Layer
 from supernet.profiling import main as profile_main
+from torch_helpers import randomize_
 
 torch.set_num_threads(2)
 FAST = settings(max_examples=6, deadline=None, derandomize=True)
@@ -29,22 +30,6 @@ def mbv3() -> supernet.OFAMobileNetV3:
 @pytest.fixture(scope="module")
 def resnet() -> supernet.OFAResNet50:
     return randomize_(supernet.OFAResNet50(num_classes=10), seed=1).eval()
-
-
-@torch.no_grad()
-def randomize_(net: nn.Module, seed: int) -> nn.Module:
-    """Random BN stats/affine, perturbed kernel transforms: extraction must carry all of them."""
-    gen = torch.Generator().manual_seed(seed)
-    for name, p in net.named_parameters():
-        if "transforms" in name or name.endswith("_matrix"):  # ours / the ofa package's kernel transforms
-            p.add_(0.3 * torch.randn(p.shape, generator=gen))
-    for m in net.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.weight.copy_(torch.rand(m.weight.shape, generator=gen) + 0.5)
-            m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=gen))
-            m.running_mean.copy_(0.1 * torch.randn(m.running_mean.shape, generator=gen))
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=gen) + 0.5)
-    return net
 
 
 def mbv3_configs(space: supernet.MBV3Space, resolutions=(32, 48)):

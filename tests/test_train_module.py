@@ -14,17 +14,9 @@ from naas_train.data import SyntheticData, resize
 from naas_train.module import SupernetModule, mid_config, permute_optimizer_state
 from naas_train.phases import Phase, phase_at, phase_scheduler
 from supernet.sorting import apply_permutations
+from torch_helpers import one_thread  # noqa: F401 (autouse fixture)
 
 KERNEL = [3, 5, 7]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster here, and immune to OpenMP spin-waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_net(dropout: float = 0.1) -> supernet.OFAMobileNetV3:

@@ -12,26 +12,10 @@ import supernet
 from naas_train.data import SyntheticData
 from naas_train.module import SupernetModule
 from naas_train.phases import Phase
+from torch_helpers import one_thread, restore_determinism  # noqa: F401 (autouse fixtures)
 
 STEPS_PER_EPOCH = 4
 KILL_AT_STEP = 6  # epoch 1 (kernel phase), after its second batch; the expand phase (with channel sort) follows
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny tensors: one intra-op thread is faster here, and immune to OpenMP spin-waiting on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-@pytest.fixture(autouse=True)
-def restore_determinism():
-    """``Trainer(deterministic=True)`` switches torch's deterministic algorithms on for the whole process."""
-    enabled = torch.are_deterministic_algorithms_enabled()
-    yield
-    torch.use_deterministic_algorithms(enabled)
 
 
 class Killed(Exception):
