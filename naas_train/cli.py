@@ -30,7 +30,7 @@ from typing import Any
 from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
-from hwmodel.report import write_json_atomic
+from hwmodel.atomic import atomic_write_json
 from naas_train.cosearch_callback import CoSearchCallback
 from naas_train.distributed import barrier, is_global_zero
 from naas_train.trainer import NaasTrainer
@@ -147,7 +147,7 @@ class PipelineRecord:
         """Record ``step`` (rank 0 writes; every rank waits for it)."""
         self.data["steps"][step] = info
         if is_global_zero():
-            write_json_atomic(self.path, self.data)
+            atomic_write_json(self.path, self.data)
         barrier()
 
 
@@ -209,7 +209,7 @@ def pipeline(args: list[str]) -> str:
             + (0.0 if steps["search"]["at"] == "fit end" else seconds["search"]),
             "fit": seconds["fit"], "cosearch": seconds["search"], "finetune": seconds["finetune"],
             "export": seconds["export"], "cosearch_in_fit": float(steps["search"]["at"] == "fit end")})
-        write_json_atomic(record.path, record.data)
+        atomic_write_json(record.path, record.data)
         print(summary(bundle, json.loads(result.read_text()), record.data["seconds"]))
         print(f"naas-train pipeline: bundle written to {bundle}")
     return str(bundle)

@@ -26,15 +26,14 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from pytorch_lightning.utilities import rank_zero_info, rank_zero_warn
 
-from hwmodel.report import network_report, provenance, write_json_atomic
+from hwmodel.atomic import atomic_write_json
+from hwmodel.report import network_report, provenance
 from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
 from naas_train.data import resize
 from naas_train.module import bn_buffers, load_bn_buffers
 from naas_train.plots import plot_breakdown, plot_pareto
+from naas_train.result_file import RESULT_SCHEMA_VERSION
 from supernet import profile, recalibrate_bn
-
-RESULT_SCHEMA_VERSION = 1
-
 
 def search_fingerprint(net: torch.nn.Module, settings: CoSearchSettings) -> str:
     """SHA-256 of the supernet's parameters (names, shapes, bytes) and the search settings: a saved search
@@ -191,7 +190,7 @@ class CoSearchCallback(pl.Callback):
             self.state = {"tag": tag, "fingerprint": key, "search": search.state_dict()}
             if trainer.is_global_zero:
                 out.mkdir(parents=True, exist_ok=True)
-                write_json_atomic(state_file, self.state)
+                atomic_write_json(state_file, self.state)
                 self._log_generation(trainer, tag, search.history[-1])
             if progress is not None:
                 progress(search.es.generation, self.settings.accel_generations, search.history[-1]["best"])
@@ -251,8 +250,8 @@ class CoSearchCallback(pl.Callback):
     def _write(self, trainer: pl.Trainer, result: dict[str, Any], core: dict[str, Any], out: Path, tag: str) -> None:
         out.mkdir(parents=True, exist_ok=True)
         name = "result.json" if tag == "final" else f"result-{tag}.json"
-        write_json_atomic(out / name, result)
-        write_json_atomic(out / f"pareto-{tag}.json", result["pareto"])
+        atomic_write_json(out / name, result)
+        atomic_write_json(out / f"pareto-{tag}.json", result["pareto"])
         plot_pareto(result, out / f"pareto-{tag}.png")
         plot_breakdown(result, out / f"breakdown-{tag}.png")
         for logger in trainer.loggers:

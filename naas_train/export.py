@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +39,14 @@ import torch
 import torch.nn as nn
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.report import network_report, write_json_atomic
+from hwmodel.atomic import atomic_directory, atomic_write_json
+from hwmodel.report import network_report
 from hwmodel.timeloop_yaml import timeloop_yaml
 from naas_train.bundle_report import bundle_metrics, report_markdown
 from naas_train.mapping_text import loop_nest, mapping_csv, onnx_mappings
 from naas_train.onnx_eval import onnx_accuracy
 from naas_train.plots import plot_breakdown, plot_pareto
+from naas_train.result_file import read_result
 from naas_train.subnet_io import load_subnet, subnet_resolution
 from supernet import build_supernet
 
@@ -85,34 +85,15 @@ def export_bundle(
         overwrite: replace an existing ``out_dir``.
         val_batches: score only this many validation batches (tests).
 
-    Everything is written into a temporary folder beside ``out_dir`` that is renamed at the end, so a failure
-    leaves no partial bundle.
+    ``result_path`` is checked (:func:`naas_train.result_file.read_result`) before any work. Everything is written
+    into a temporary folder beside ``out_dir`` that is renamed at the end (:func:`hwmodel.atomic.atomic_directory`),
+    so a failure leaves no partial bundle, and a temporary folder a killed export left is removed; an existing
+    ``out_dir`` is replaced only with ``overwrite`` and only when it is a bundle (holds ``subnet.json``) or empty.
     """
     result_path, out = Path(result_path), Path(out_dir)
-    try:
-        result = json.loads(result_path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ValueError(f"cannot read co-search result {result_path}: {exc}") from None
-    missing = {"subnet", "accelerator", "mappings", "metrics", "space"} - set(result)
-    if missing:
-        raise ValueError(f"{result_path} is not a co-search result.json (missing {sorted(missing)})")
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"bundle folder {out} exists; remove it or pass overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    result = read_result(result_path)  # every field export reads, checked before any work
+    with atomic_directory(out, overwrite=overwrite, marker="subnet.json") as tmp:
         _write_bundle(tmp, result, result_path, checkpoint, supernet_checkpoint, datamodule, supernet, val_batches)
-        if out.exists():
-            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -129,7 +110,7 @@ def _write_bundle(tmp: Path, result: dict[str, Any], result_path: Path, checkpoi
     params = int(sum(p.numel() for p in model.parameters()))
     metrics = {"schema_version": BUNDLE_SCHEMA_VERSION,
                **bundle_metrics(result, report, params, accuracy, source, result_path)}
-    write_json_atomic(tmp / "metrics.json", metrics)
+    atomic_write_json(tmp / "metrics.json", metrics)
 
     shown = {**result, "mappings": report["layers"], "metrics": {**result["metrics"], "edp": metrics["edp"]}}
     plot_pareto(shown, tmp / "pareto.png", exported_accuracy=metrics["accuracy"])
@@ -192,7 +173,7 @@ def _write_hardware(tmp: Path, result: dict[str, Any], onnx_path: Path) -> dict[
     for e in report["layers"]:
         e["source_layer"] = sources[e["name"]]
         e["loop_nest"] = loop_nest(e["mapping"])
-    write_json_atomic(tmp / "mapping.json", report)
+    atomic_write_json(tmp / "mapping.json", report)
     (tmp / "mapping.csv").write_text(mapping_csv(report["layers"]))
     return report
 

@@ -10,6 +10,8 @@ from pathlib import Path
 from pytorch_lightning.loggers import CSVLogger, WandbLogger
 from pytorch_lightning.utilities import rank_zero_only
 
+from hwmodel.atomic import atomic_write_text
+
 RUN_ID_FILE = "wandb_run_id"
 
 
@@ -21,7 +23,7 @@ def stored_run_id(save_dir: str | Path) -> str:
     run_id = secrets.token_hex(4)
     if rank_zero_only.rank == 0:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(run_id + "\n")
+        atomic_write_text(path, run_id + "\n")
     return run_id
 
 

@@ -6,21 +6,23 @@ writes them under ``cosearch/``, the export bundle as ``pareto.png`` / ``breakdo
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
+
+from hwmodel.atomic import atomic_open
 
 __all__ = ["plot_breakdown", "plot_pareto"]
 
 
 def _save_png(fig: Any, path: Path) -> None:
-    """Write ``fig`` to ``path`` through a temporary file, then close it."""
+    """Write ``fig`` to ``path`` atomically (:func:`hwmodel.atomic.atomic_open`), then close it."""
     import matplotlib.pyplot as plt
 
-    tmp = path.with_name(path.stem + ".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        with atomic_open(path) as handle:
+            fig.savefig(handle, dpi=120, format="png")
+    finally:
+        plt.close(fig)
 
 
 def plot_pareto(result: dict[str, Any], path: Path, exported_accuracy: float | None = None) -> None:

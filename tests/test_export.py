@@ -168,6 +168,7 @@ def test_failure_midway_is_atomic(run_dir, tmp_path, monkeypatch):
     out = tmp_path / "bundle"
     out.mkdir()
     (out / "keep.txt").write_text("old bundle")
+    (out / "subnet.json").write_text("{}")  # a bundle of ours: overwrite may replace it
     with pytest.raises(FileExistsError):
         export_bundle(result, out)
     written = []
@@ -181,7 +182,7 @@ def test_failure_midway_is_atomic(run_dir, tmp_path, monkeypatch):
         export_bundle(result, out, overwrite=True)
     assert sorted(written) == ["subnet.json", "weights.safetensors"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
-    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt", "subnet.json"]
 
 
 def test_finetune_then_export(run_dir, tmp_path):
