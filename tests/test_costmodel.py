@@ -250,7 +250,7 @@ def test_batch_equals_single():
 def test_accelergy_size_law_anchors():
     from hwmodel.energy import sram_energy_pj
 
-    assert sram_energy_pj(12) == pytest.approx(0.24)
-    assert sram_energy_pj(192) == pytest.approx(1.59)
-    assert sram_energy_pj(65536) == pytest.approx(18.8)
+    assert sram_energy_pj(12) == pytest.approx(0.237)
+    assert sram_energy_pj(192) == pytest.approx(1.586)
+    assert sram_energy_pj(16384, word_bits=64) == pytest.approx(52.612)
     assert sram_energy_pj(12) < sram_energy_pj(100) < sram_energy_pj(192) < sram_energy_pj(4096) < sram_energy_pj(10**6)
