@@ -1,0 +1,956 @@
+"""The numba kernel of the storage-hierarchy cost model (Timeloop-exact counts for dense tensors).
+
+One calling convention, flat arrays, named indices (nothing outside this module indexes them by number).
+
+Semantics (Timeloop v0.3/v0.4 with axis-aligned-hyper-rectangle point sets; ``shared/ARCHITECTURE.md``):
+
+* The loop nest, outermost first, is: for each storage level ``l`` (0 = DRAM) its temporal loops in
+  order, then its spatial loops (the fanout below ``l``). A level's *tile* of a tensor is the projection
+  of all loops at or below it: per data-space dim an interval; inputs' rows are the bounding box
+  ``[p0*stride + r0*dilation, (p1-1)*stride + (r1-1)*dilation + 1)`` (halo and stride gaps included).
+  Padded iterations (an index past its dim, from ceil-div factors) project to nothing.
+* Fills: at every step of the temporal loops above a level, the level receives the part of its new
+  tile not in its previous tile (the *delta*). As in Timeloop's AAHR point sets: a tile equal to the
+  previous costs nothing; a tile that differs from the previous one in exactly one data-space dim and
+  overlaps it costs the new slab; any other change costs the whole new tile.
+* Reads of a parent (weights, inputs) = its children's fills, where children whose tiles are identical
+  (they differ only in dims that do not index the tensor, or inputs at equal ``p*stride + r*dilation``)
+  share one read (multicast). The innermost level serves every operation (MAC) below it the same way.
+* Outputs (Timeloop's read-write convention): ``updates`` = the children's fills merged by spatial
+  reduction (or the MACs at the innermost level), ``reads = updates - partition`` (the first write of
+  each element is not a read-modify-write), ``fills`` = deltas as for the other tensors.
+* Totals are over all instances of a level; energies use per-instance counts rounded up to whole
+  vectors of ``block`` words, as Timeloop does.
+
+The counting is exact for imperfect factors too: per event type and per data-space dim the sums run
+over the actual loop indices (a closed form is used when a dim is covered without padding).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+# ---- limits --------------------------------------------------------------------------------------------
+MAX_LEVELS = 8
+NUM_DIMS = 8
+NUM_TENSORS = 3
+MAX_AXES = 3
+#: Loops of one level: 8 temporal + 8 spatial (one per dim; several axes over one dim merge).
+MAX_LOOPS = 2 * NUM_DIMS * MAX_LEVELS
+
+# ---- problem dims and tensors ----------------------------------------------------------------------
+DIM_N, DIM_G, DIM_K, DIM_C, DIM_P, DIM_Q, DIM_R, DIM_S = range(8)
+T_WEIGHTS, T_INPUTS, T_OUTPUTS = range(3)
+
+#: Layer parameter vector.
+LP_STRIDE_H, LP_STRIDE_W, LP_DIL_H, LP_DIL_W = 8, 9, 10, 11
+LP_SIZE = 12
+
+# ---- data-space groups per tensor: (kind, dim a, dim b) ------------------------------------------------
+GK_NONE, GK_PLAIN, GK_INDICATOR, GK_WINDOW_H, GK_WINDOW_W = 0, 1, 2, 3, 4
+MAX_GROUPS = 8
+
+
+def _groups() -> np.ndarray:
+    g = np.zeros((NUM_TENSORS, MAX_GROUPS, 3), dtype=np.int64)
+    weights = [(GK_PLAIN, d, d) for d in (DIM_G, DIM_K, DIM_C, DIM_R, DIM_S)]
+    weights += [(GK_INDICATOR, d, d) for d in (DIM_N, DIM_P, DIM_Q)]
+    outputs = [(GK_PLAIN, d, d) for d in (DIM_N, DIM_G, DIM_K, DIM_P, DIM_Q)]
+    outputs += [(GK_INDICATOR, d, d) for d in (DIM_C, DIM_R, DIM_S)]
+    inputs = [(GK_PLAIN, d, d) for d in (DIM_N, DIM_G, DIM_C)]
+    inputs += [(GK_WINDOW_H, DIM_P, DIM_R), (GK_WINDOW_W, DIM_Q, DIM_S), (GK_INDICATOR, DIM_K, DIM_K)]
+    for t, rows in ((T_WEIGHTS, weights), (T_INPUTS, inputs), (T_OUTPUTS, outputs)):
+        for i, row in enumerate(rows):
+            g[t, i] = row
+    return g
+
+
+GROUPS = _groups()
+
+# ---- architecture arrays ---------------------------------------------------------------------------------
+#: ``arch_int[l, :]``
+AI_KEEP_W, AI_KEEP_I, AI_KEEP_O = 0, 1, 2  # the level may keep the tensor
+AI_PARTITIONED = 3  # 1: per-tensor capacities, 0: shared
+AI_BOUNDED = 4  # 0: unbounded (DRAM)
+AI_MULTIBUF = 5  # buffers per tensor tile (2 = double buffering)
+AI_STALL = 6  # 1: fills into this level stall compute (single-buffered in our family); 0: overlap
+AI_BLOCK = 7  # words per vector access
+AI_N_AXES = 8  # fanout axes below this level (0 = no fanout)
+AI_AXIS0 = 9  # axis sizes 9, 10, 11
+AI_SYSTOLIC = 12  # the fanout below this level is a systolic array (fill/drain per fold)
+AI_SIZE = 13
+#: ``arch_float[l, :]``
+AF_CAP_BITS = 0  # shared capacity per instance (bits)
+AF_CAP_W, AF_CAP_I, AF_CAP_O = 1, 2, 3  # per-tensor capacities (bits)
+AF_BITS_W, AF_BITS_I, AF_BITS_O = 4, 5, 6  # stored width of each tensor (bits)
+AF_WORD_BITS = 7  # the level's word (bandwidth unit)
+AF_READ_BW = 8  # words/cycle per instance for reads (inf: unlimited)
+AF_WRITE_BW = 9  # words/cycle per instance for fills + updates
+AF_NET_BW = 10  # words/cycle per instance between this level and its children (reads + updates)
+AF_E_READ = 11  # pJ per vector read
+AF_E_FILL = 12  # pJ per vector fill
+AF_E_UPDATE = 13  # pJ per vector update
+AF_E_NOC = 14  # pJ per word delivered to a child instance
+AF_SIZE = 15
+#: ``conn[l, axis, dim] = 1`` when the axis of the fanout below level ``l`` may unroll ``dim``.
+
+# ---- outputs ----------------------------------------------------------------------------------------------
+#: ``metrics[:]``
+MT_CYCLES, MT_COMPUTE, MT_ENERGY, MT_EDP, MT_UTIL, MT_MACS, MT_E_MAC, MT_E_NOC = range(8)
+MT_E_W, MT_E_I, MT_E_O = 8, 9, 10
+MT_E_LEVEL0 = 11  # energy of level l (all tensors, incl. its NoC) at MT_E_LEVEL0 + l
+MT_BAD_LEVEL = MT_E_LEVEL0 + MAX_LEVELS  # level that made the mapping invalid (-1 if none)
+MT_SIZE = MT_BAD_LEVEL + 1
+#: ``counts[l, t, :]`` totals over all instances of level l
+CT_READS, CT_FILLS, CT_UPDATES, CT_PARTITION, CT_TILE, CT_INSTANCES = range(6)
+CT_SIZE = 6
+
+#: Validity codes.
+OK, BAD_COVER, BAD_SPATIAL, BAD_CAPACITY, BAD_KEEP = 0, 1, 2, 3, 4
+INVALID_REASONS: tuple[str, ...] = (
+    "valid",
+    "factors do not cover the layer",
+    "spatial unroll exceeds an axis or its connectivity",
+    "tiles exceed a level's capacity",
+    "a tensor has no storage path (bypassed at DRAM)",
+)
+
+# ---- loop roles during one enumeration ---------------------------------------------------------------------
+RO_SKIP, RO_FREE, RO_STEP, RO_RESET, RO_ZERO, RO_DEDUP, RO_UNION = 0, 1, 2, 3, 4, 5, 6
+#: Loop table columns ``loops[j, :]``.
+LO_DIM, LO_BOUND, LO_LEVEL, LO_SPATIAL, LO_STEP = range(5)
+LO_SIZE = 5
+#: Scratch columns of the group sums.
+GS_A, GS_B, GS_C = range(3)
+
+
+@njit(cache=True)
+def build_loops(tfac, sfac, order, n_levels, loops):
+    """Fill ``loops`` (outermost first) with the loops of bound > 1; returns their number.
+
+    ``tfac[l, d]`` temporal factors, ``sfac[l, d]`` spatial factor of ``d`` in the fanout below ``l``
+    (product over axes), ``order[l, :]`` temporal dims outermost first."""
+    n = 0
+    for l in range(n_levels):
+        for pos in range(NUM_DIMS):
+            d = order[l, pos]
+            if tfac[l, d] > 1:
+                loops[n, LO_DIM] = d
+                loops[n, LO_BOUND] = tfac[l, d]
+                loops[n, LO_LEVEL] = l
+                loops[n, LO_SPATIAL] = 0
+                n += 1
+        for d in range(NUM_DIMS):
+            if sfac[l, d] > 1:
+                loops[n, LO_DIM] = d
+                loops[n, LO_BOUND] = sfac[l, d]
+                loops[n, LO_LEVEL] = l
+                loops[n, LO_SPATIAL] = 1
+                n += 1
+    for j in range(n):
+        st = 1
+        for k in range(j + 1, n):
+            if loops[k, LO_DIM] == loops[j, LO_DIM]:
+                st *= loops[k, LO_BOUND]
+        loops[j, LO_STEP] = st
+    return n
+
+
+@njit(cache=True, inline="always")
+def _interval(kind, lp, da, db, oa, ob, ea, eb):
+    """The data-space interval ``(start, end)`` of a tile at offsets ``oa``/``ob`` with extents ``ea``/``eb``
+    (``end <= start``: empty)."""
+    if kind == GK_PLAIN:
+        return oa, min(oa + ea, lp[da])
+    if kind == GK_INDICATOR:
+        if oa < lp[da]:
+            return 0, 1
+        return 0, 0
+    a1 = min(oa + ea, lp[da])
+    b1 = min(ob + eb, lp[db])
+    if a1 <= oa or b1 <= ob:
+        return 0, 0
+    if kind == GK_WINDOW_H:
+        s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
+    else:
+        s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+    return oa * s + ob * dl, (a1 - 1) * s + (b1 - 1) * dl + 1
+
+
+@njit(cache=True, inline="always")
+def _coef_a(kind, lp):
+    """Data-space step of the first dim of a group (stride for windows, 1 otherwise)."""
+    if kind == GK_WINDOW_H:
+        return lp[LP_STRIDE_H]
+    if kind == GK_WINDOW_W:
+        return lp[LP_STRIDE_W]
+    return 1
+
+
+@njit(cache=True, inline="always")
+def _coef_b(kind, lp):
+    """Data-space step of the second dim of a group (dilation for windows)."""
+    if kind == GK_WINDOW_H:
+        return lp[LP_DIL_H]
+    if kind == GK_WINDOW_W:
+        return lp[LP_DIL_W]
+    return 1
+
+
+@njit(cache=True)
+def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
+    """Sums of one data-space group by enumerating the indices of its loops (exact, any padding).
+
+    ``out[GS_A]`` = sum of new-tile lengths, ``out[GS_B]`` = sum of the overlap with the previous tile over
+    configurations where this group changed, ``out[GS_C]`` = sum of new-tile lengths where it did not.
+    Loops with ``RO_DEDUP`` are children of one parent: identical intervals among them count once;
+    ``RO_UNION`` loops are unioned (the group's extent over time: outputs' partition size).
+    """
+    # involved loops
+    m = 0
+    for j in range(n_loops):
+        d = loops[j, LO_DIM]
+        if roles[j] != RO_SKIP and (d == da or d == db):
+            idx[m] = j
+            m += 1
+    a_sum = 0.0
+    b_sum = 0.0
+    c_sum = 0.0
+    # counters over summed loops (FREE, STEP) and, inside, DEDUP/UNION loops
+    ctr = np.zeros(m, dtype=np.int64)
+    # first config: STEP starts at 1
+    for i in range(m):
+        if roles[idx[i]] == RO_STEP:
+            ctr[i] = 1
+    while True:
+        # base offsets (new, old) from FREE/STEP/RESET/ZERO loops
+        na = 0
+        nb = 0
+        oa_ = 0
+        ob_ = 0
+        for i in range(m):
+            j = idx[i]
+            r = roles[j]
+            st = loops[j, LO_STEP]
+            d = loops[j, LO_DIM]
+            if r == RO_FREE or r == RO_STEP:
+                vn = ctr[i] * st
+                vo = (ctr[i] - 1) * st if r == RO_STEP else vn
+            elif r == RO_RESET:
+                vn = 0
+                vo = (loops[j, LO_BOUND] - 1) * st
+            else:
+                continue
+            if d == da:
+                na += vn
+                oa_ += vo
+            else:
+                nb += vn
+                ob_ += vo
+        # inner enumeration over DEDUP / UNION loops
+        n_inner = 1
+        for i in range(m):
+            r = roles[idx[i]]
+            if r == RO_DEDUP or r == RO_UNION:
+                n_inner *= loops[idx[i], LO_BOUND]
+        seen = np.empty((n_inner, MAX_LEVELS), dtype=np.int64)
+        key = np.empty(MAX_LEVELS, dtype=np.int64)
+        n_seen = 0
+        union_lo = 1 << 62
+        union_hi = -1
+        union_len = 0
+        has_union = False
+        for k in range(n_inner):
+            rem = k
+            xa = na
+            xb = nb
+            key[:] = 0
+            for i in range(m):
+                j = idx[i]
+                r = roles[j]
+                if r == RO_DEDUP or r == RO_UNION:
+                    b = loops[j, LO_BOUND]
+                    v = rem % b
+                    rem //= b
+                    if r == RO_UNION:
+                        has_union = True
+                    if loops[j, LO_DIM] == da:
+                        xa += v * loops[j, LO_STEP]
+                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _coef_a(kind, lp)
+                    else:
+                        xb += v * loops[j, LO_STEP]
+                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _coef_b(kind, lp)
+            s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
+            if e_new <= s_new:
+                continue
+            if has_union:
+                # union of disjoint plain tiles / indicator existence
+                if kind == GK_INDICATOR:
+                    union_len = 1
+                else:
+                    union_len += e_new - s_new
+                    union_lo = min(union_lo, s_new)
+                    union_hi = max(union_hi, e_new)
+                continue
+            # siblings of one fanout with equal data offsets are one child (per fanout level)
+            dup = False
+            for q in range(n_seen):
+                same = True
+                for lv in range(MAX_LEVELS):
+                    if seen[q, lv] != key[lv]:
+                        same = False
+                        break
+                if same:
+                    dup = True
+                    break
+            if dup:
+                continue
+            seen[n_seen] = key
+            n_seen += 1
+            s_old, e_old = _interval(kind, lp, da, db, xa - na + oa_, xb - nb + ob_, ea, eb)
+            ln = e_new - s_new
+            a_sum += ln
+            if s_old == s_new and e_old == e_new:
+                c_sum += ln
+            else:
+                ov = min(e_new, e_old) - max(s_new, s_old)
+                if ov > 0 and e_old > s_old:
+                    b_sum += ov
+        if has_union:
+            a_sum += union_len
+        # advance the summed counters
+        i = 0
+        while i < m:
+            r = roles[idx[i]]
+            if r == RO_FREE or r == RO_STEP:
+                ctr[i] += 1
+                if ctr[i] < loops[idx[i], LO_BOUND]:
+                    break
+                ctr[i] = 1 if r == RO_STEP else 0
+            i += 1
+        if i == m:
+            break
+    out[GS_A] = a_sum
+    out[GS_B] = b_sum
+    out[GS_C] = c_sum
+
+
+@njit(cache=True)
+def _distinct_window(lp, kind, da, db, loops, n_loops, roles):
+    """Distinct children of a window group: per fanout level (Timeloop compares the siblings of one
+    fanout), the distinct offsets ``p*stride + r*dilation`` of its DEDUP loops; multiplied over levels."""
+    if kind == GK_WINDOW_H:
+        s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
+    else:
+        s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+    total = 1
+    for lvl in range(MAX_LEVELS):
+        n = 1
+        for j in range(n_loops):
+            if roles[j] == RO_DEDUP and loops[j, LO_LEVEL] == lvl and (loops[j, LO_DIM] == da or loops[j, LO_DIM] == db):
+                n *= loops[j, LO_BOUND]
+        if n == 1:
+            continue
+        vals = np.empty(n, dtype=np.int64)
+        for k in range(n):
+            rem = k
+            v = 0
+            for j in range(n_loops):
+                if roles[j] == RO_DEDUP and loops[j, LO_LEVEL] == lvl and (loops[j, LO_DIM] == da or loops[j, LO_DIM] == db):
+                    b = loops[j, LO_BOUND]
+                    x = rem % b
+                    rem //= b
+                    v += x * loops[j, LO_STEP] * (s if loops[j, LO_DIM] == da else dl)
+            vals[k] = v
+        vals.sort()
+        distinct = 0
+        for k in range(n):
+            if k == 0 or vals[k] != vals[k - 1]:
+                distinct += 1
+        total *= distinct
+    return total
+
+
+@njit(cache=True)
+def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out):
+    """Group sums (see :func:`_group_sums_enum`), closed form when the group's dims have no padding."""
+    if cover[da] != lp[da] or cover[db] != lp[db]:
+        _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out)
+        return
+    n = 1.0
+    shift_a = 0
+    shift_b = 0
+    has_dedup = False
+    for j in range(n_loops):
+        d = loops[j, LO_DIM]
+        if d != da and d != db:
+            continue
+        r = roles[j]
+        b = loops[j, LO_BOUND]
+        st = loops[j, LO_STEP]
+        if r == RO_FREE:
+            n *= b
+        elif r == RO_STEP:
+            n *= b - 1
+            if d == da:
+                shift_a += st
+            else:
+                shift_b += st
+        elif r == RO_RESET:
+            if d == da:
+                shift_a -= (b - 1) * st
+            else:
+                shift_b -= (b - 1) * st
+        elif r == RO_DEDUP:
+            if kind == GK_PLAIN:
+                n *= b
+            elif kind != GK_INDICATOR:
+                has_dedup = True
+        elif r == RO_UNION and kind == GK_PLAIN:
+            n *= b
+    if has_dedup:
+        n *= _distinct_window(lp, kind, da, db, loops, n_loops, roles)
+    if kind == GK_PLAIN:
+        ln = min(ea, lp[da])
+        changed = shift_a != 0
+        ov = 0
+    elif kind == GK_INDICATOR:
+        ln = 1
+        changed = False
+        ov = 0
+    else:
+        if kind == GK_WINDOW_H:
+            s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
+        else:
+            s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+        ln = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl + 1
+        sh = shift_a * s + shift_b * dl
+        changed = sh != 0
+        ov = max(0, ln - abs(sh))
+    out[GS_A] = n * ln
+    if changed:
+        out[GS_B] = n * ov
+        out[GS_C] = 0.0
+    else:
+        out[GS_B] = 0.0
+        out[GS_C] = n * ln
+
+
+@njit(cache=True)
+def _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, delta, slab_frac=1.0):
+    """Sum over the events described by ``roles`` of the tensor's new-tile size (``delta=False``) or of
+    its delta against the previous tile (``delta=True``), per Timeloop's AAHR rule: an unchanged tile
+    costs nothing, a tile that changed in exactly one data-space dim costs the new slab, else the whole
+    new tile. Per group ``A`` sums the new lengths, ``B`` the overlaps where the group changed, ``C`` the
+    lengths where it did not; events factor over groups, so the total is
+    ``prod(A) - prod(C) - slab_frac * sum_g B_g * prod_{h != g} C_h``, where ``slab_frac`` is the share of
+    these events at which Timeloop keeps the overlap (see :func:`_slab_fractions`)."""
+    ng = 0
+    for g in range(MAX_GROUPS):
+        kind = GROUPS[t, g, 0]
+        if kind == GK_NONE:
+            break
+        da = GROUPS[t, g, 1]
+        db = GROUPS[t, g, 2]
+        _group_sums(kind, da, db, lp, cover, ext[da], ext[db], loops, n_loops, roles, idx, gsum[g])
+        ng += 1
+    total = 1.0
+    for g in range(ng):
+        total *= gsum[g, GS_A]
+    if not delta or total == 0.0:
+        return total
+    same = 1.0
+    for g in range(ng):
+        same *= gsum[g, GS_C]
+    total -= same
+    for g in range(ng):
+        if gsum[g, GS_B] == 0.0:
+            continue
+        term = gsum[g, GS_B]
+        for h in range(ng):
+            if h != g:
+                term *= gsum[h, GS_C]
+        total -= slab_frac * term
+    return total
+
+#: Move classes of one temporal step for one tensor (state codes of Timeloop's gradient are >= MV_SLAB).
+MV_NONE, MV_FULL, MV_SLAB = 0, 1, 2
+
+
+@njit(cache=True)
+def _move_class(t, lp, ext, loops, n_loops, tile_level, i):
+    """How the tile moves when temporal loop ``i`` steps and the temporal loops inside it (above the tile)
+    reset: ``MV_NONE`` (unchanged), ``MV_FULL`` (no overlap, or several data-space dims change), or
+    ``MV_SLAB + 2*group + (direction > 0)`` (one window dim slides with overlap)."""
+    shift = np.zeros(NUM_DIMS, dtype=np.int64)
+    for j in range(i, n_loops):
+        if loops[j, LO_LEVEL] >= tile_level or loops[j, LO_SPATIAL] == 1:
+            continue
+        d = loops[j, LO_DIM]
+        if j == i:
+            shift[d] += loops[j, LO_STEP]
+        else:
+            shift[d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
+    changed = 0
+    code = MV_NONE
+    for g in range(MAX_GROUPS):
+        kind = GROUPS[t, g, 0]
+        if kind == GK_NONE:
+            break
+        if kind == GK_INDICATOR:
+            continue
+        da = GROUPS[t, g, 1]
+        db = GROUPS[t, g, 2]
+        if kind == GK_PLAIN:
+            if shift[da] != 0:
+                changed += 1
+                code = MV_FULL
+            continue
+        if kind == GK_WINDOW_H:
+            st, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
+        else:
+            st, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+        sh = shift[da] * st + shift[db] * dl
+        if sh == 0:
+            continue
+        changed += 1
+        ln = (min(ext[da], lp[da]) - 1) * st + (min(ext[db], lp[db]) - 1) * dl + 1
+        if abs(sh) < ln:
+            code = MV_SLAB + 2 * g + (1 if sh > 0 else 0)
+        else:
+            code = MV_FULL
+    if changed > 1:
+        return MV_FULL
+    return code
+
+
+@njit(cache=True)
+def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
+    """Per temporal loop above the tile, the share of its steps at which the tile keeps its overlap.
+
+    Timeloop (AAHR point sets, ``RESET_ON_GRADIENT_CHANGE``) remembers the direction of a tile's last
+    slide; a slide in another dim or direction refetches the whole tile and forgets the direction, as
+    do unchanged or non-overlapping steps. The step sequence of the loops above the tile is walked per
+    loop sweep with the state carried along (a sweep whose start state repeats is extrapolated)."""
+    m = 0
+    tl = np.empty(n_loops, dtype=np.int64)
+    for j in range(n_loops):
+        if loops[j, LO_LEVEL] < tile_level and loops[j, LO_SPATIAL] == 0:
+            tl[m] = j
+            m += 1
+    if m == 0:
+        return
+    mv = np.empty(m, dtype=np.int64)
+    has_slab = False
+    for k in range(m):
+        mv[k] = _move_class(t, lp, ext, loops, n_loops, tile_level, tl[k])
+        if mv[k] >= MV_SLAB:
+            has_slab = True
+    if not has_slab:
+        return
+    # sweep(loop k, start state) -> (end state, allowed steps per loop), innermost loop first
+    n_states = MV_SLAB + 2 * MAX_GROUPS
+    memo_final = np.full((m, n_states), -1, dtype=np.int64)
+    memo_allowed = np.zeros((m, n_states, m), dtype=np.float64)
+    for k in range(m - 1, -1, -1):
+        b = loops[tl[k], LO_BOUND]
+        for s0 in range(n_states):
+            acc = np.zeros(m, dtype=np.float64)
+            state = s0
+            if k + 1 < m:
+                acc += memo_allowed[k + 1, state]
+                state = memo_final[k + 1, state]
+            last_inc = np.zeros(m, dtype=np.float64)
+            prev = -1
+            it = 1
+            while it < b:
+                if state == prev:
+                    # this iteration starts like the previous one: the rest repeat it
+                    acc += (b - it) * last_inc
+                    break
+                prev = state
+                inc = np.zeros(m, dtype=np.float64)
+                st = state
+                if mv[k] >= MV_SLAB and (st == 0 or st == mv[k]):
+                    inc[k] += 1.0
+                    st = mv[k]
+                else:
+                    st = 0
+                if k + 1 < m:
+                    inc += memo_allowed[k + 1, st]
+                    st = memo_final[k + 1, st]
+                acc += inc
+                last_inc = inc
+                state = st
+                it += 1
+            memo_final[k, s0] = state
+            memo_allowed[k, s0] = acc
+    tot = memo_allowed[0, 0]
+    outer = 1.0
+    for k in range(m):
+        b = loops[tl[k], LO_BOUND]
+        steps = outer * (b - 1)
+        if steps > 0:
+            frac[tl[k]] = tot[k] / steps
+        outer *= b
+
+
+@njit(cache=True)
+def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only):
+    """Words entering a tile level over time (delta rule), totalled over instances.
+
+    Loops of levels ``< tile_level`` are above the tile; spatial loops of levels ``>= dedup_from`` among them
+    are siblings under one parent (identical tiles count once). ``first_only``: count the initial tile only.
+    """
+    for j in range(n_loops):
+        if loops[j, LO_LEVEL] >= tile_level:
+            roles[j] = RO_SKIP
+        elif loops[j, LO_SPATIAL] == 1:
+            roles[j] = RO_DEDUP if loops[j, LO_LEVEL] >= dedup_from else RO_FREE
+        else:
+            roles[j] = RO_ZERO
+    total = _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, False)
+    if first_only:
+        return total
+    frac = np.ones(n_loops, dtype=np.float64)
+    _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac)
+    for i in range(n_loops):
+        if loops[i, LO_LEVEL] >= tile_level or loops[i, LO_SPATIAL] == 1:
+            continue
+        for j in range(n_loops):
+            if loops[j, LO_LEVEL] >= tile_level or loops[j, LO_SPATIAL] == 1:
+                continue
+            if j < i:
+                roles[j] = RO_FREE
+            elif j == i:
+                roles[j] = RO_STEP
+            else:
+                roles[j] = RO_RESET
+        total += _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, True, frac[i])
+    return total
+
+
+@njit(cache=True)
+def _op_accesses(t, lp, cover, loops, n_loops, dedup_from, roles, idx, gsum, ext1):
+    """Operand accesses of the operations (one per valid MAC), merged over MAC instances below level
+    ``dedup_from`` that use the same element (multicast / spatial reduction)."""
+    for j in range(n_loops):
+        if loops[j, LO_SPATIAL] == 1 and loops[j, LO_LEVEL] >= dedup_from:
+            roles[j] = RO_DEDUP
+        else:
+            roles[j] = RO_FREE
+    return _event_total(t, lp, cover, ext1, loops, n_loops, roles, idx, gsum, False)
+
+
+@njit(cache=True)
+def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum):
+    """Distinct elements a level holds over time, totalled over its instances."""
+    for j in range(n_loops):
+        if loops[j, LO_LEVEL] >= tile_level:
+            roles[j] = RO_SKIP
+        elif loops[j, LO_SPATIAL] == 1:
+            roles[j] = RO_FREE
+        else:
+            roles[j] = RO_UNION
+    return _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, False)
+
+
+@njit(cache=True, inline="always")
+def _tile_words(t, lp, ext):
+    """Words of the largest tile (at offset 0) with extents ``ext``."""
+    b = np.empty(NUM_DIMS, dtype=np.int64)
+    for d in range(NUM_DIMS):
+        b[d] = min(ext[d], lp[d])
+    if t == T_WEIGHTS:
+        return b[DIM_G] * b[DIM_K] * b[DIM_C] * b[DIM_R] * b[DIM_S]
+    if t == T_OUTPUTS:
+        return b[DIM_N] * b[DIM_G] * b[DIM_K] * b[DIM_P] * b[DIM_Q]
+    h = (b[DIM_P] - 1) * lp[LP_STRIDE_H] + (b[DIM_R] - 1) * lp[LP_DIL_H] + 1
+    w = (b[DIM_Q] - 1) * lp[LP_STRIDE_W] + (b[DIM_S] - 1) * lp[LP_DIL_W] + 1
+    return b[DIM_N] * b[DIM_G] * b[DIM_C] * h * w
+
+
+@njit(cache=True)
+def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_axes, order, keep,
+                  metrics, counts, loops, roles, idx, gsum, ext, cover):
+    """Evaluate one mapping on one hierarchy. Returns a validity code; fills ``metrics`` / ``counts``.
+
+    ``tfac[l, d]``, ``sfac_axes[l, a, d]``, ``order[l, :]``, ``keep[l, t]`` (mapping's bypass choice; a level
+    keeps a tensor when both the architecture and the mapping say so). Scratch: ``loops[MAX_LOOPS,
+    LO_SIZE]``, ``roles[MAX_LOOPS]``, ``idx[MAX_LOOPS]``, ``gsum[MAX_GROUPS, 3]``, ``ext[NUM_DIMS]``,
+    ``cover[NUM_DIMS]`` (int64 / float64 as named)."""
+    metrics[MT_BAD_LEVEL] = -1.0
+    # --- spatial legality and per-level spatial products ---
+    sfac = np.ones((MAX_LEVELS, NUM_DIMS), dtype=np.int64)
+    for l in range(n_levels):
+        for a in range(MAX_AXES):
+            prod = 1
+            for d in range(NUM_DIMS):
+                f = sfac_axes[l, a, d]
+                if f > 1:
+                    if a >= arch_int[l, AI_N_AXES] or conn[l, a, d] == 0:
+                        metrics[MT_BAD_LEVEL] = l
+                        return BAD_SPATIAL
+                    prod *= f
+                    sfac[l, d] *= f
+            if a < arch_int[l, AI_N_AXES] and prod > arch_int[l, AI_AXIS0 + a]:
+                metrics[MT_BAD_LEVEL] = l
+                return BAD_SPATIAL
+    for d in range(NUM_DIMS):
+        c = 1
+        for l in range(n_levels):
+            c *= tfac[l, d] * sfac[l, d]
+        cover[d] = c
+        if c < lp[d]:
+            return BAD_COVER
+    for t in range(NUM_TENSORS):
+        if not (keep[0, t] and arch_int[0, AI_KEEP_W + t]):
+            metrics[MT_BAD_LEVEL] = 0
+            return BAD_KEEP
+    n_loops = build_loops(tfac, sfac, order, n_levels, loops)
+
+    # --- capacity ---
+    for l in range(n_levels):
+        if arch_int[l, AI_BOUNDED] == 0:
+            continue
+        for d in range(NUM_DIMS):
+            e = 1
+            for m in range(l, n_levels):
+                e *= tfac[m, d] * sfac[m, d]
+            ext[d] = e
+        used = 0.0
+        for t in range(NUM_TENSORS):
+            if not (keep[l, t] and arch_int[l, AI_KEEP_W + t]):
+                continue
+            bits = _tile_words(t, lp, ext) * arch_float[l, AF_BITS_W + t] * arch_int[l, AI_MULTIBUF]
+            if arch_int[l, AI_PARTITIONED]:
+                if bits > arch_float[l, AF_CAP_W + t]:
+                    metrics[MT_BAD_LEVEL] = l
+                    return BAD_CAPACITY
+            used += bits
+        if not arch_int[l, AI_PARTITIONED] and used > arch_float[l, AF_CAP_BITS]:
+            metrics[MT_BAD_LEVEL] = l
+            return BAD_CAPACITY
+
+    # --- counts per tensor along its chain of kept levels ---
+    for l in range(n_levels):
+        for t in range(NUM_TENSORS):
+            for k in range(CT_SIZE):
+                counts[l, t, k] = 0.0
+    macs = 1.0
+    for d in range(NUM_DIMS):
+        macs *= lp[d]
+    ext1 = np.ones(NUM_DIMS, dtype=np.int64)
+    chain = np.empty(MAX_LEVELS, dtype=np.int64)
+    for t in range(NUM_TENSORS):
+        nc = 0
+        for l in range(n_levels):
+            if keep[l, t] and arch_int[l, AI_KEEP_W + t]:
+                chain[nc] = l
+                nc += 1
+        for c in range(nc):
+            l = chain[c]
+            inst = 1
+            for m in range(l):
+                for d in range(NUM_DIMS):
+                    inst *= sfac[m, d]
+            for d in range(NUM_DIMS):
+                e = 1
+                for m in range(l, n_levels):
+                    e *= tfac[m, d] * sfac[m, d]
+                ext[d] = e
+            counts[l, t, CT_TILE] = _tile_words(t, lp, ext)
+            counts[l, t, CT_INSTANCES] = inst
+            # what this level serves: the next kept level's fills, or the operations
+            if c + 1 < nc:
+                child = chain[c + 1]
+                for d in range(NUM_DIMS):
+                    e = 1
+                    for m in range(child, n_levels):
+                        e *= tfac[m, d] * sfac[m, d]
+                    ext[d] = e
+                served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False)
+            else:
+                served = _op_accesses(t, lp, cover, loops, n_loops, l, roles, idx, gsum, ext1)
+            for d in range(NUM_DIMS):
+                e = 1
+                for m in range(l, n_levels):
+                    e *= tfac[m, d] * sfac[m, d]
+                ext[d] = e
+            if c > 0:
+                counts[l, t, CT_FILLS] = _transfers(t, lp, cover, ext, loops, n_loops, l, n_levels, roles,
+                                                    idx, gsum, False)
+            if t == T_OUTPUTS:
+                part = _partition(t, lp, cover, ext, loops, n_loops, l, roles, idx, gsum)
+                counts[l, t, CT_PARTITION] = part
+                counts[l, t, CT_UPDATES] = served
+                counts[l, t, CT_READS] = served - part
+            else:
+                counts[l, t, CT_READS] = served
+
+    # --- energy ---
+    e_total = macs * e_mac
+    metrics[MT_E_MAC] = e_total
+    metrics[MT_E_W] = 0.0
+    metrics[MT_E_I] = 0.0
+    metrics[MT_E_O] = 0.0
+    e_noc_total = 0.0
+    for l in range(MAX_LEVELS):
+        metrics[MT_E_LEVEL0 + l] = 0.0
+    for l in range(n_levels):
+        blk = arch_int[l, AI_BLOCK]
+        e_l = 0.0
+        for t in range(NUM_TENSORS):
+            inst = counts[l, t, CT_INSTANCES]
+            if inst == 0.0:
+                continue
+            scale = arch_float[l, AF_BITS_W + t] / arch_float[l, AF_WORD_BITS]
+            er = arch_float[l, AF_E_READ]
+            ef = arch_float[l, AF_E_FILL]
+            eu = arch_float[l, AF_E_UPDATE]
+            r = counts[l, t, CT_READS] * scale / inst
+            f = counts[l, t, CT_FILLS] * scale / inst
+            u = counts[l, t, CT_UPDATES] * scale / inst
+            if er == ef and ef == eu:
+                # one vector count for all accesses of the tensor, per instance (Timeloop's rule)
+                e_t = math.ceil((r + f + u) / blk - 1e-9) * er * inst
+            else:
+                e_t = (math.ceil(r / blk - 1e-9) * er + math.ceil(f / blk - 1e-9) * ef
+                       + math.ceil(u / blk - 1e-9) * eu) * inst
+            e_l += e_t
+            metrics[MT_E_W + t] += e_t
+        # words delivered to the children of this level (their fills from here)
+        if arch_float[l, AF_E_NOC] > 0.0:
+            for t in range(NUM_TENSORS):
+                nxt = -1
+                for m in range(l + 1, n_levels):
+                    if keep[m, t] and arch_int[m, AI_KEEP_W + t]:
+                        nxt = m
+                        break
+                if nxt >= 0:
+                    e_n = counts[nxt, t, CT_FILLS] * arch_float[l, AF_E_NOC]
+                    e_noc_total += e_n
+                    metrics[MT_E_W + t] += e_n
+                    e_l += e_n
+        metrics[MT_E_LEVEL0 + l] = e_l
+        e_total += e_l
+    metrics[MT_E_NOC] = e_noc_total
+
+    # --- cycles ---
+    compute = 1.0
+    for l in range(n_levels):
+        for d in range(NUM_DIMS):
+            compute *= tfac[l, d]
+    n_macs = 1.0
+    for l in range(n_levels):
+        for d in range(NUM_DIMS):
+            n_macs *= sfac[l, d]
+    total_pes = 1.0
+    for l in range(n_levels):
+        for a in range(arch_int[l, AI_N_AXES]):
+            total_pes *= arch_int[l, AI_AXIS0 + a]
+    for l in range(n_levels):
+        if arch_int[l, AI_SYSTOLIC] == 0 or arch_int[l, AI_N_AXES] == 0:
+            continue
+        # folds: tile changes of the most stationary tensor at the level below the systolic fanout
+        below = l + 1
+        ev = np.empty(NUM_TENSORS, dtype=np.float64)
+        for t in range(NUM_TENSORS):
+            e = 1.0
+            run = True
+            for j in range(n_loops - 1, -1, -1):
+                if loops[j, LO_LEVEL] >= below or loops[j, LO_SPATIAL] == 1:
+                    continue
+                d = loops[j, LO_DIM]
+                relevant = True
+                if t == T_WEIGHTS:
+                    relevant = d != DIM_N and d != DIM_P and d != DIM_Q
+                elif t == T_OUTPUTS:
+                    relevant = d != DIM_C and d != DIM_R and d != DIM_S
+                else:
+                    relevant = d != DIM_K
+                if run and not relevant:
+                    continue
+                run = False
+                e *= loops[j, LO_BOUND]
+            ev[t] = e
+        folds = min(ev[T_WEIGHTS], ev[T_INPUTS])
+        skew = 0
+        for a in range(arch_int[l, AI_N_AXES]):
+            skew += arch_int[l, AI_AXIS0 + a] - 1
+        if ev[T_OUTPUTS] < folds:
+            folds = ev[T_OUTPUTS]
+        else:
+            skew += arch_int[l, AI_AXIS0]
+        compute += folds * skew
+    overlapped = compute
+    stalls = 0.0
+    for l in range(n_levels):
+        rd = 0.0
+        wr = 0.0
+        net = 0.0
+        inst = 1.0
+        for t in range(NUM_TENSORS):
+            if counts[l, t, CT_INSTANCES] > 0.0:
+                inst = counts[l, t, CT_INSTANCES]
+                scale = arch_float[l, AF_BITS_W + t] / arch_float[l, AF_WORD_BITS]
+                rd += counts[l, t, CT_READS] * scale
+                wr += (counts[l, t, CT_FILLS] + counts[l, t, CT_UPDATES]) * scale
+                net += (counts[l, t, CT_READS] + counts[l, t, CT_UPDATES]) * scale
+        port = max(math.ceil(rd / inst / arch_float[l, AF_READ_BW]), math.ceil(wr / inst / arch_float[l, AF_WRITE_BW]))
+        overlapped = max(overlapped, port)
+        net_cyc = math.ceil(net / inst / arch_float[l, AF_NET_BW])
+        # network transfers stall unless the level they feed (the next level) overlaps its fills
+        feeds_stall = False
+        if l + 1 < n_levels:
+            feeds_stall = arch_int[l + 1, AI_STALL] == 1
+        if feeds_stall:
+            stalls += net_cyc
+        else:
+            overlapped = max(overlapped, net_cyc)
+    cycles = overlapped + stalls
+    metrics[MT_CYCLES] = cycles
+    metrics[MT_COMPUTE] = compute
+    metrics[MT_ENERGY] = e_total
+    metrics[MT_EDP] = e_total * cycles
+    metrics[MT_UTIL] = macs / (total_pes * compute) if total_pes > 0 else 0.0
+    metrics[MT_MACS] = macs
+    return OK
+
+
+@njit(cache=True)
+def evaluate_nest_batch(lp, n_levels, ai, af, conn, e_mac, temporal, spatial, order, keep):
+    """Evaluate a batch of mappings (arrays stacked on a leading axis).
+
+    Kept in this module: numba's cache does not follow imports, so every compiled caller of the kernel
+    lives in the kernel's own file and is recompiled with it."""
+    n = temporal.shape[0]
+    codes = np.zeros(n, dtype=np.int64)
+    metrics = np.full((n, MT_SIZE), np.inf)
+    counts = np.zeros((n, MAX_LEVELS, NUM_TENSORS, CT_SIZE))
+    loops = np.zeros((MAX_LOOPS, LO_SIZE), dtype=np.int64)
+    roles = np.zeros(MAX_LOOPS, dtype=np.int64)
+    idx = np.zeros(MAX_LOOPS, dtype=np.int64)
+    gsum = np.zeros((MAX_GROUPS, 3), dtype=np.float64)
+    ext = np.zeros(NUM_DIMS, dtype=np.int64)
+    cover = np.zeros(NUM_DIMS, dtype=np.int64)
+    for i in range(n):
+        codes[i] = evaluate_nest(lp, n_levels, ai, af, conn, e_mac, temporal[i], spatial[i], order[i], keep[i],
+                                    metrics[i], counts[i], loops, roles, idx, gsum, ext, cover)
+    return codes, metrics, counts
+
+
+
+def scratch() -> tuple[np.ndarray, ...]:
+    """Scratch arrays for :func:`evaluate_nest` (``loops, roles, idx, gsum, ext, cover``)."""
+    return (
+        np.zeros((MAX_LOOPS, LO_SIZE), dtype=np.int64),
+        np.zeros(MAX_LOOPS, dtype=np.int64),
+        np.zeros(MAX_LOOPS, dtype=np.int64),
+        np.zeros((MAX_GROUPS, 3), dtype=np.float64),
+        np.zeros(NUM_DIMS, dtype=np.int64),
+        np.zeros(NUM_DIMS, dtype=np.int64),
+    )
