@@ -145,6 +145,42 @@ def _onnx_dims(value_info: onnx.ValueInfoProto) -> list[int | str] | None:
     return [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in tensor_type.shape.dim]
 
 
+def _load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
+    """The model in ``path`` (external weights not loaded); ``ValueError`` naming ``path`` when it cannot be
+    read or does not hold an ONNX model (protobuf decodes many byte strings into an empty message)."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except FileNotFoundError:
+        raise ValueError(f"ONNX file {path} does not exist") from None
+    except Exception as exc:  # noqa: BLE001 - DecodeError, OSError, ...: the file is no usable model
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {detail})") from None
+    if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
+        raise ValueError(f"{path} is not an ONNX model (no IR version, opset or graph: truncated, corrupt or "
+                         "another format)")
+    return model
+
+
+def _check_conv(name: str, path: str | os.PathLike[str], data: Sequence[int | str] | None,
+                weight: Sequence[int], group: int) -> None:
+    """Conv shapes that agree: ``group`` divides the output and input channels, and the weight's input channels
+    times ``group`` are the data's channels (when shape inference knows them)."""
+    where = f"ONNX node {name!r} (Conv) in {path}"
+    if not isinstance(group, int) or group < 1:
+        raise ValueError(f"{where}: group must be a positive integer, got {group!r}")
+    if weight[0] % group:
+        raise ValueError(f"{where}: group={group} does not divide the {weight[0]} output channels")
+    channels = data[1] if data is not None and len(data) == len(weight) else None
+    if isinstance(channels, int):
+        if channels % group:
+            raise ValueError(f"{where}: group={group} does not divide the {channels} input channels")
+        if weight[1] * group != channels:
+            raise ValueError(f"{where}: the weight {list(weight)} takes {weight[1]} x group {group} = "
+                             f"{weight[1] * group} input channels, the data has {channels}")
+
+
 def from_onnx(
     path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None, merge: bool = True
 ) -> list[Layer]:
@@ -153,11 +189,14 @@ def from_onnx(
     Conv (1-D/2-D), Gemm and MatMul with a 2-D right operand are read; output shapes come from ONNX shape
     inference. ``input_shape`` replaces the shape of the first graph input that is not an initializer (needed
     when that input has symbolic dims).
+
+    A file that is not an ONNX model (truncated, corrupt, another format) is a ``ValueError`` naming it; so is a
+    node whose shapes contradict each other (a Conv group that does not divide the channels, a weight whose
+    input channels times the group differ from the data's channels, Gemm/MatMul inner dims that differ), named.
     """
-    import onnx
     from onnx import helper, shape_inference
 
-    model = onnx.load(str(path), load_external_data=False)
+    model = _load_onnx(path)
     graph = model.graph
     initializers = {t.name: list(t.dims) for t in graph.initializer}
     data_inputs = [v for v in graph.input if v.name not in initializers]
@@ -171,7 +210,11 @@ def from_onnx(
             dim.Clear()
             dim.dim_value = int(size)
     symbolic_input = any(not isinstance(d, int) for v in data_inputs for d in _onnx_dims(v) or ["?"])
-    model = shape_inference.infer_shapes(model, data_prop=True)
+    try:
+        model = shape_inference.infer_shapes(model, data_prop=True)
+    except Exception as exc:  # noqa: BLE001 - InferenceError and the like: the graph contradicts itself
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise ValueError(f"ONNX shape inference failed on {path}: {detail}") from None
     graph = model.graph
     shapes: dict[str, list[int | str] | None] = {
         v.name: _onnx_dims(v) for v in [*graph.input, *graph.value_info, *graph.output]
@@ -186,7 +229,7 @@ def from_onnx(
                 if symbolic_input
                 else "ONNX shape inference cannot follow the ops computing it; export with static shapes"
             )
-            raise ValueError(f"cannot infer the shape of {tensor!r} (node {name!r}): got {dims}; {hint}")
+            raise ValueError(f"cannot infer the shape of {tensor!r} (node {name!r} in {path}): got {dims}; {hint}")
         return dims
 
     layers: list[Layer] = []
@@ -195,11 +238,14 @@ def from_onnx(
         attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
         if node.op_type in UNSUPPORTED_ONNX_OPS:
             raise ValueError(f"ONNX node {name!r} ({node.op_type}) does MACs that hwmodel.Layer cannot model")
+        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) < 2:
+            raise ValueError(f"ONNX node {name!r} ({node.op_type}) in {path} has {len(node.input)} input(s), needs 2")
         if node.op_type == "Conv":
             weight = shape(name, node.input[1])
             if len(weight) not in (3, 4):
                 raise ValueError(f"ONNX node {name!r} is a {len(weight) - 2}-D Conv; only 1-D and 2-D are modelled")
             rank = len(weight) - 2
+            _check_conv(name, path, shapes.get(node.input[0]), weight, attrs.get("group", 1))
             layers.append(
                 _conv_layer(
                     name,
@@ -212,13 +258,22 @@ def from_onnx(
             )
         elif node.op_type == "Gemm":
             a, b = shape(name, node.input[0]), shape(name, node.input[1])
-            rows = a[1] if attrs.get("transA", 0) else a[0]
+            if len(a) != 2 or len(b) != 2:
+                raise ValueError(f"ONNX node {name!r} (Gemm) in {path}: operands must be 2-D, got {a} and {b}")
+            rows, inner = (a[1], a[0]) if attrs.get("transA", 0) else (a[0], a[1])
             c_in, k_out = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
+            if inner != c_in:
+                raise ValueError(f"ONNX node {name!r} (Gemm) in {path}: inner dims differ: A {a} "
+                                 f"(transA={attrs.get('transA', 0)}) has {inner} columns, B {b} "
+                                 f"(transB={attrs.get('transB', 0)}) has {c_in} rows")
             layers.append(_linear_layer([rows, c_in], c_in, k_out, name))
         elif node.op_type == "MatMul":
             a, b = shape(name, node.input[0]), shape(name, node.input[1])
             if len(b) != 2:
                 raise ValueError(f"ONNX node {name!r} (MatMul) has a rank-{len(b)} right operand; only 2-D is modelled")
+            if a[-1] != b[0]:
+                raise ValueError(f"ONNX node {name!r} (MatMul) in {path}: inner dims differ: {a} x {b} "
+                                 f"({a[-1]} != {b[0]})")
             layers.append(_linear_layer(a, b[0], b[1], name))
     return merge_layers(layers) if merge else layers
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import subprocess
 import sys
 import warnings
@@ -216,3 +217,59 @@ def test_onnx_hand_built_graph_without_weights(tmp_path: Path) -> None:
     assert from_onnx(tmp_path / "g.onnx") == [Layer(K=32, C=16, N=3, name="gemm"), Layer(K=8, C=32, N=3, name="matmul")]
     with pytest.raises(ValueError, match="rank 3; the graph input has rank 2"):
         from_onnx(tmp_path / "g.onnx", input_shape=(1, 16, 3))
+
+
+# --- hostile files ----------------------------------------------------------------------------------------
+def _graph_file(tmp_path: Path, node: onnx.NodeProto, inputs: dict[str, list[int]]) -> Path:
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info(n, TensorProto.FLOAT, s)
+                                            for n, s in inputs.items()],
+                              [helper.make_tensor_value_info(node.output[0], TensorProto.FLOAT, None)])
+    path = tmp_path / f"{node.name}.onnx"
+    onnx.save_model(helper.make_model(graph), str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["truncated", "random", "text", "png", "empty"])
+def test_onnx_corrupt_file_is_a_value_error_naming_it(tmp_path: Path, kind: str) -> None:
+    from onnx import helper
+
+    good = _graph_file(tmp_path, helper.make_node("Conv", ["x", "w"], ["y"], name="conv"),
+                       {"x": [1, 8, 8, 8], "w": [4, 8, 3, 3]}).read_bytes()
+    rng = random.Random(0)
+    data = {"truncated": good[: len(good) // 2], "random": rng.randbytes(512), "text": b"hello, not a model\n",
+            "png": b"\x89PNG\r\n\x1a\n" + rng.randbytes(200), "empty": b""}[kind]
+    path = tmp_path / f"{kind}.onnx"
+    path.write_bytes(data)
+    with pytest.raises(ValueError, match=str(path)):
+        from_onnx(path)
+    with pytest.raises(ValueError, match="does not exist"):
+        from_onnx(tmp_path / "missing.onnx")
+
+
+@pytest.mark.parametrize(("op", "attrs", "inputs", "match"), [
+    ("Conv", {"group": 3}, {"x": [1, 8, 8, 8], "w": [6, 2, 3, 3]}, "group=3 does not divide the 8 input channels"),
+    ("Conv", {"group": 4}, {"x": [1, 8, 8, 8], "w": [6, 2, 3, 3]}, "group=4 does not divide the 6 output channels"),
+    ("Conv", {}, {"x": [1, 8, 8, 8], "w": [16, 4, 3, 3]}, r"takes 4 x group 1 = 4 input channels, the data has 8"),
+    ("Gemm", {}, {"a": [2, 8], "b": [4, 3]}, "inner dims differ"),
+    ("Gemm", {"transB": 1}, {"a": [2, 8], "b": [3, 4]}, "inner dims differ"),
+    ("MatMul", {}, {"a": [2, 5, 8], "b": [4, 3]}, r"inner dims differ: \[2, 5, 8\] x \[4, 3\]"),
+])
+def test_onnx_inconsistent_shapes_name_the_node(tmp_path: Path, op: str, attrs: dict, inputs: dict,
+                                                match: str) -> None:
+    from onnx import helper
+
+    node = helper.make_node(op, list(inputs), ["y"], name=f"bad_{op.lower()}", **attrs)
+    with pytest.raises(ValueError, match=rf"'bad_{op.lower()}' \({op}\).*{match}"):
+        from_onnx(_graph_file(tmp_path, node, inputs))
+
+
+def test_onnx_consistent_grouped_conv_and_transposed_gemm_still_read(tmp_path: Path) -> None:
+    from onnx import helper
+
+    conv = helper.make_node("Conv", ["x", "w"], ["y"], name="grouped", group=2)
+    assert from_onnx(_graph_file(tmp_path, conv, {"x": [1, 8, 8, 8], "w": [6, 4, 3, 3]}))[0].G == 2
+    gemm = helper.make_node("Gemm", ["a", "b"], ["y"], name="gemm_t", transB=1)
+    assert from_onnx(_graph_file(tmp_path, gemm, {"a": [2, 8], "b": [3, 8]})) == [Layer(K=3, C=8, N=2, name="gemm_t",
+                                                                                        op="linear")]
