@@ -100,7 +100,8 @@ def _fsync_directory(path: Path) -> None:
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | None = None) -> Iterator[IO[Any]]:
     """A file object (``mode`` ``"wb"`` or ``"w"``) whose content replaces ``path`` when the block ends without
-    an error (flushed, fsynced, ``os.replace``); on an error the temporary is removed and ``path`` is untouched.
+    an error (flushed, fsynced, ``os.replace``); on an error the temporary is removed and ``path`` is untouched
+    (an ``OSError`` without a file name, such as ``ENOSPC`` from a write, is raised again naming ``path``).
     The new file keeps the permissions of the file it replaces (else the umask's default)."""
     if mode not in ("wb", "w"):
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
@@ -119,9 +120,11 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", encoding: str | 
         if perms is not None:
             os.chmod(tmp, perms)  # exactly the replaced file's (os.open applied the umask)
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename is None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), os.fspath(path)) from exc  # name it
         raise
     _fsync_directory(target.parent)
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
 import time
 import warnings
@@ -31,6 +32,7 @@ from pytorch_lightning import LightningDataModule, LightningModule
 from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 
 from hwmodel.atomic import atomic_write_json
+from naas_train.checkpoints import check_checkpoint_file, unreadable_checkpoint
 from naas_train.cosearch_callback import CoSearchCallback
 from naas_train.distributed import barrier, is_global_zero
 from naas_train.trainer import NaasTrainer
@@ -80,10 +82,44 @@ class NaasCLI(LightningCLI):
         parser.link_arguments("data.init_args.resolutions", "model.init_args.resolutions")
         parser.link_arguments("model.init_args.phases", "trainer.max_epochs", compute_fn=schedule_epochs)
 
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads ``--ckpt_path``'s hyperparameters at parse time with a bare ``torch.load``: a file
+        that does not load is a one-line ``ValueError`` naming it (:mod:`naas_train.checkpoints`)."""
+        ckpt_path = self.config[self.config.subcommand].get("ckpt_path") if self.config.get("subcommand") else None
+        if ckpt_path and Path(ckpt_path).exists():
+            check_checkpoint_file(Path(ckpt_path))
+        try:
+            super()._parse_ckpt_path()
+        except (RuntimeError, EOFError, pickle.UnpicklingError, AttributeError, KeyError, OSError) as exc:
+            raise unreadable_checkpoint(Path(ckpt_path), exc) from None
+
+    def instantiate_classes(self) -> None:
+        """LightningCLI's, with the reason a model or data class refused its arguments as the error message
+        (jsonargparse reports it as one line of a multi-line "Does not validate against any of the Union
+        subtypes" dump)."""
+        try:
+            super().instantiate_classes()
+        except ValueError as exc:
+            raise ValueError(instantiation_error(exc)) from exc
+
     def before_instantiate_classes(self) -> None:
         """Place loggers without ``save_dir`` and checkpoints without ``dirpath`` under ``default_root_dir``."""
         config = self.config[self.subcommand] if self.subcommand else self.config
         place_run_paths(config.trainer)
+
+
+def instantiation_error(exc: ValueError) -> str:
+    """The message of a jsonargparse union error (``Subtypes: [...] Errors: - <reason> ...``) reduced to the
+    reason a class gave, prefixed with ``model``/``data``; other messages unchanged."""
+    text = str(exc)
+    if not text.startswith("Does not validate against any of the Union subtypes"):
+        return text
+    reasons = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("- ")]
+    reasons = [r for r in reasons if not r.startswith(("Expected a <class 'NoneType'>", "Does not validate"))]
+    group = "data" if "LightningDataModule" in text.split("Errors:")[0] else \
+        "model" if "LightningModule" in text.split("Errors:")[0] else None
+    reason = reasons[0] if reasons else text.splitlines()[0]
+    return f"{group}: {reason}" if group else reason
 
 
 def place_run_paths(trainer: Any) -> None:

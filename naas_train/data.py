@@ -134,6 +134,24 @@ class SupernetData(pl.LightningDataModule):
             train, self.val_set = self.splits()
             self.search_set, self.train_set = self.search_split(train)
 
+    def class_count(self) -> int:
+        """Number of classes of the data: the class folders of an ImageFolder, else the largest label + 1 over the
+        train and val splits (after :meth:`setup`)."""
+        assert self.train_set is not None and self.val_set is not None, "call setup() first"
+        base = self.train_set.dataset if isinstance(self.train_set, Subset) else self.train_set
+        if isinstance(base, ImageFolder):
+            return len(base.classes)
+        return max(int(targets_of(split).max(initial=-1)) + 1 for split in (self.train_set, self.val_set))
+
+    def check_head(self, outputs: int, what: str = "the model's classifier") -> None:
+        """``ValueError`` when the data has more classes than ``outputs`` (the logits ``what`` produces): labels
+        past the head would fail deep inside the loss, or score wrongly."""
+        classes = self.class_count()
+        if classes > outputs:
+            raise ValueError(f"the data ({type(self).__name__}) has {classes} classes but {what} outputs {outputs}: "
+                             f"set the network's num_classes to {classes} (e.g. "
+                             f"--model.init_args.net.init_args.num_classes {classes})")
+
     def split_info(self) -> dict[str, Any]:
         """Sizes and provenance of the splits (for metrics.json): ``train``, ``search``, ``val`` image counts,
         ``search_per_class`` (for ``search_root`` the smallest class), ``search_source`` (``"train holdout"``,
@@ -275,6 +293,18 @@ def _samples(dataset: Dataset) -> list[tuple[str, int]]:
     return list(dataset.samples)
 
 
+def _same_classes(train: ImageFolder, other: ImageFolder, name: str, shown: int = 10) -> None:
+    """``ValueError`` listing the class folders ``other`` (named ``name``) lacks or adds compared with ``train``:
+    ImageFolder numbers classes by their sorted names, so any difference would silently relabel ``other``."""
+    if other.class_to_idx == train.class_to_idx:
+        return
+    missing = sorted(set(train.classes) - set(other.classes))
+    extra = sorted(set(other.classes) - set(train.classes))
+    parts = [f"{label} {items[:shown]}{f' (+{len(items) - shown} more)' if len(items) > shown else ''}"
+             for label, items in (("missing", missing), ("not in train", extra)) if items]
+    raise ValueError(f"{name} must hold the same class folders as {train.root}: {'; '.join(parts)}")
+
+
 class ImageFolderData(SupernetData):
     """ImageNet layout: ``root/train/<class>/*`` and ``root/val/<class>/*``, or a held-out split of ``train``; the
     search split is held out of ``train`` or read from ``search_root/<class>/*``."""
@@ -340,7 +370,9 @@ class ImageFolderData(SupernetData):
     def splits(self) -> tuple[Dataset, Dataset]:
         train = self._folder("train")
         if self.holdout == 0.0:
-            return train, self._folder("val")
+            val = self._folder("val")
+            _same_classes(train, val, str(self.root / "val"))
+            return train, val
         order = generator(self.seed, Stream.SPLIT, 1).permutation(len(train)).tolist()
         cut = int(round(len(train) * self.holdout))
         return Subset(train, order[cut:]), Subset(train, order[:cut])
@@ -355,10 +387,7 @@ class ImageFolderData(SupernetData):
                                     "with the training set's class folders")
         search = ImageFolder(str(path))
         base = train.dataset if isinstance(train, Subset) else train
-        if search.class_to_idx != base.class_to_idx:  # type: ignore[attr-defined]
-            missing = sorted(set(base.class_to_idx) ^ set(search.class_to_idx))[:5]  # type: ignore[attr-defined]
-            raise ValueError(f"data.search_root={path} must hold the same class folders as {self.root / 'train'}; "
-                             f"they differ in e.g. {missing}")
+        _same_classes(base, search, f"data.search_root={path}")  # type: ignore[arg-type]
         return search, train
 
     def train_transform(self, uint8: bool = False) -> Transform:

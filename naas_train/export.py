@@ -47,7 +47,8 @@ from naas_train.mapping_text import loop_nest, mapping_csv, onnx_mappings
 from naas_train.onnx_eval import onnx_accuracy
 from naas_train.plots import plot_breakdown, plot_pareto
 from naas_train.result_file import read_result
-from naas_train.subnet_io import load_subnet, subnet_resolution
+from naas_train.module import head_outputs
+from naas_train.subnet_io import load_subnet, prepare_validation, subnet_resolution
 from supernet import build_supernet
 
 __all__ = ["BUNDLE_FILES", "export_bundle", "load_bundle"]
@@ -102,6 +103,10 @@ def _write_bundle(tmp: Path, result: dict[str, Any], result_path: Path, checkpoi
     """Every bundle file of ``result`` into ``tmp`` (the arguments are :func:`export_bundle`'s)."""
     model, spec, source = load_subnet(result, checkpoint, supernet_checkpoint, supernet, datamodule)
     model = model.float().eval()
+    outputs = head_outputs(model)
+    if datamodule is not None and hasattr(datamodule, "check_head") and outputs is not None:
+        prepare_validation(datamodule)
+        datamodule.check_head(outputs, "the exported subnet")
     r = subnet_resolution(result)
     onnx_path = _write_model(tmp, model, spec, result, r)
     report = _write_hardware(tmp, result, onnx_path)

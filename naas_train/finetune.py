@@ -23,6 +23,7 @@ from timm.optim import create_optimizer_v2
 from naas_train.checkpoints import load_net_state
 from naas_train.data import resize
 from naas_train.distributed import barrier, is_global_zero
+from naas_train.module import check_data_classes
 from supernet import build_supernet, recalibrate_bn, supernet_spec
 
 #: Where :func:`run_finetune` writes the final fine-tuned checkpoint, under ``default_root_dir``.
@@ -99,6 +100,7 @@ class FinetuneModule(pl.LightningModule):
     # --- setup -----------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
         """Exact BN recalibration of the extracted subnet and the teacher (before any checkpoint is restored)."""
+        check_data_classes(self)
         datamodule = getattr(self.trainer, "datamodule", None)
         if stage != "fit" or not self.hparams.recalibrate or datamodule is None or not hasattr(datamodule, "bn_dataloader"):
             return

@@ -59,6 +59,25 @@ def permute_optimizer_state(optimizer: torch.optim.Optimizer, module: nn.Module,
                 state[key] = value
 
 
+def head_outputs(net: nn.Module) -> int | None:
+    """Number of logits ``net`` produces: its ``num_classes``, else the last ``nn.Linear``'s outputs."""
+    classes = getattr(net, "num_classes", None)
+    if isinstance(classes, int):
+        return classes
+    linears = [m for m in net.modules() if isinstance(m, nn.Linear)]
+    return linears[-1].out_features if linears else None
+
+
+def check_data_classes(module: pl.LightningModule) -> None:
+    """The trainer's data module may not have more classes than ``module.net``'s head (checked after the data
+    module's ``setup``, which Lightning runs before the module's)."""
+    trainer = module._trainer
+    data = getattr(trainer, "datamodule", None) if trainer is not None else None
+    outputs = head_outputs(module.net)
+    if outputs is not None and hasattr(data, "check_head") and getattr(data, "train_set", None) is not None:
+        data.check_head(outputs, f"the network's classifier ({type(module.net).__name__})")
+
+
 def frozen_teacher(net: nn.Module) -> nn.Module:
     """A copy of ``net`` without gradients or dropout, to run in train mode (BN on batch statistics) as the
     distillation teacher, like OFA's ``teacher_model.train()`` under ``no_grad``."""
@@ -157,6 +176,7 @@ class SupernetModule(pl.LightningModule):
     def setup(self, stage: str) -> None:
         """Load ``teacher_ckpt`` and ``init_ckpt`` once per module (a later fit/validate on the same module keeps
         its trained weights). Lightning restores a ``ckpt_path`` after this hook, so a resumed run's checkpoint wins."""
+        check_data_classes(self)
         if self._initialised:
             return
         self._initialised = True

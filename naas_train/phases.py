@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -30,10 +31,17 @@ class Phase:
     many smaller expand ratios nested (OFA ``re_organize_middle_weights(expand_ratio_stage=k)``); ``None``: no sort."""
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.lr <= 0 or self.subnets_per_step < 1:
-            raise ValueError(f"phase {self.name!r} needs epochs >= 1, lr > 0 and subnets_per_step >= 1")
+        def refuse(field: str, allowed: str) -> None:
+            raise ValueError(f"phase {self.name!r}: {field} must be {allowed}, got {getattr(self, field)!r}")
+
+        if not self.epochs >= 1:
+            refuse("epochs", "an integer >= 1")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            refuse("lr", "a finite number > 0")
+        if not self.subnets_per_step >= 1:
+            refuse("subnets_per_step", "an integer >= 1")
         if not 0 <= self.warmup_epochs < self.epochs:
-            raise ValueError(f"phase {self.name!r}: warmup_epochs must be in [0, epochs)")
+            refuse("warmup_epochs", f"in [0, epochs={self.epochs})")
 
     @property
     def elastic(self) -> bool:

@@ -22,6 +22,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from naas_train.checkpoints import unreadable_checkpoint
+
 log = logging.getLogger(__name__)
 
 HPC_PREFIX = "hpc_ckpt_"
@@ -148,7 +150,7 @@ def checkpoint_step(path: Path) -> int | None:
     try:
         obj = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unreadable file is skipped with the reason
-        log.warning("newest_checkpoint: skipping unreadable %s (%s)", path, exc)
+        log.warning("newest_checkpoint: skipping %s: %s", path, unreadable_checkpoint(path, exc))
         return None
     step = obj.get("global_step") if isinstance(obj, dict) else None
     return step if isinstance(step, int) else None

@@ -11,8 +11,10 @@ from lightning_fabric.plugins.environments import SLURMEnvironment
 from lightning_fabric.utilities.types import _PATH
 from pytorch_lightning.trainer.connectors.checkpoint_connector import _CheckpointConnector
 from pytorch_lightning.trainer.states import TrainerFn
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from pytorch_lightning.utilities.rank_zero import rank_zero_info
 
+from naas_train.checkpoints import AtomicCheckpointIO
 from naas_train.cosearch_callback import CoSearchCallback
 from naas_train.finetune import FinetuneExportMixin
 from naas_train.preemption import PreemptionCheckpoint, newest_checkpoint
@@ -46,10 +48,19 @@ class _NewestCheckpointConnector(_CheckpointConnector):
         return super()._parse_ckpt_path(state_fn, ckpt_path, model_provided, model_connected)
 
 
+def install_atomic_checkpoint_io(strategy: Any) -> None:
+    """Replace the strategy's default ``TorchCheckpointIO`` by :class:`AtomicCheckpointIO`; any other checkpoint
+    IO (the user's ``plugins``, a strategy's own, a wrapper such as ``AsyncCheckpointIO``) stays."""
+    if type(strategy.checkpoint_io) is TorchCheckpointIO:
+        strategy.checkpoint_io = AtomicCheckpointIO()
+
+
 class NaasTrainer(FinetuneExportMixin, pl.Trainer):
     """``pl.Trainer`` plus :meth:`search`, ``finetune`` and ``export``, preemption-safe: a
     :class:`PreemptionCheckpoint` is added unless the recipe has one, Lightning's own SLURM auto-requeue (which saves
-    inside its signal handler) is switched off, and ``fit(ckpt_path="last")`` resumes from the newest checkpoint."""
+    inside its signal handler) is switched off, ``fit(ckpt_path="last")`` resumes from the newest checkpoint, and
+    checkpoints are saved atomically in their own folder (:class:`AtomicCheckpointIO` replaces Lightning's default
+    ``TorchCheckpointIO``; a ``CheckpointIO`` of the user's ``plugins`` or of the strategy is kept)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -63,6 +74,7 @@ class NaasTrainer(FinetuneExportMixin, pl.Trainer):
             self.callbacks.append(preemption)
         self.preemption = preemption
         self._checkpoint_connector = _NewestCheckpointConnector(self)
+        install_atomic_checkpoint_io(self.strategy)
 
     def finetune(self, *args: Any, **kwargs: Any) -> str:
         """:meth:`FinetuneExportMixin.finetune`, with preemption checkpoints under ``<default_root_dir>/finetune``

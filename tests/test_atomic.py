@@ -50,7 +50,7 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path):
         with atomic_open(path) as handle:
             handle.write(b"half of the new")
             raise OSError(errno.ENOSPC, "No space left on device")
-    assert err.value.errno == errno.ENOSPC
+    assert err.value.errno == errno.ENOSPC and err.value.filename == str(path)
     assert path.read_bytes() == b"good"
     assert leftovers(tmp_path) == []
 
