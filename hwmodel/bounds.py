@@ -4,22 +4,21 @@ Each bound relaxes the cost model rather than approximating it, so it holds for 
 
 * compute: the fewest temporal iterations any unroll allowed by the array's connectivity leaves,
   ``min over unrolls of prod_d ceil(D_d / unroll_d)`` (>= ``ceil(MACs / #PEs)``);
-* DRAM traffic: for every choice of L2 tile bounds that fits the L2 (twice when double-buffered), the
-  model refetches the L2 tiles of every tensor that a DRAM loop outside it does not index, except for at
-  most one tensor kept stationary across the innermost DRAM loops; the minimum over all fitting tile
-  bounds and stationary tensors is a bound (inputs counted with the model's exact halo);
-* energy: MACs x (e_MAC + L1 reads of weight and input + L1 read and write of the partial sum) + every
-  tensor written into L1, delivered over the NoC and read from L2 once + the minimal DRAM traffic x
-  (e_DRAM + e_L2, each DRAM word is an L2 access too).
+* DRAM traffic: compulsory; every weight, every input some MAC reads and every output crosses DRAM once
+  (outputs at ``psum_bits``). With Timeloop's delta fills a tile refetch moves only what changed, so the
+  capacity-dependent refetch bound of hwmodel v1 no longer holds; a capacity-aware I/O bound is the
+  subject of the search-v2 issue;
+* energy (Timeloop's counting, :mod:`hwmodel.nestkernel`): every valid MAC reads its weight and input
+  from L1 and updates its partial sum there (partial-sum reads, ``updates - distinct outputs``, are
+  bounded by 0); every needed element is filled into L1 and delivered over the NoC at least once, read
+  from (weights, inputs) or written to (outputs) L2 at least once, and each DRAM word is also an L2 fill;
+  energies per access are the family hierarchy's (:func:`hwmodel.family.family_hierarchy`).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-
-import numpy as np
-from numba import njit
 
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import DIMS, Layer
@@ -41,60 +40,6 @@ class LowerBound:
 def _no_waste(r: int) -> list[int]:
     """Tile bounds worth considering for a dim of ``r``: ``ceil(r / j)``, the smallest bound for each count."""
     return sorted({-(-r // j) for j in range(1, r + 1)})
-
-
-@njit(cache=True)
-def _min_dram_traffic(lp, cand, ncand, cap_bytes, word_bytes, psum_bytes):
-    """Minimal DRAM words over L2 tile bounds ``cand[d, :ncand[d]]`` that fit ``cap_bytes``."""
-    D = lp[:8]
-    sh, sw, dh, dw = lp[8], lp[9], lp[10], lp[11]
-    w_all = D[1] * D[2] * D[3] * D[6] * D[7]
-    o_all = D[0] * D[1] * D[2] * D[4] * D[5]
-    best = np.inf
-    idx = np.zeros(8, dtype=np.int64)
-    b = np.empty(8, dtype=np.int64)
-    n = np.empty(8, dtype=np.int64)
-    while True:
-        for d in range(8):
-            b[d] = cand[d, idx[d]]
-            n[d] = (D[d] + b[d] - 1) // b[d]
-        wt = b[1] * b[2] * b[3] * b[6] * b[7]
-        it = b[0] * b[1] * b[3] * ((b[4] - 1) * sh + (b[6] - 1) * dh + 1) * ((b[5] - 1) * sw + (b[7] - 1) * dw + 1)
-        ot = b[0] * b[1] * b[2] * b[4] * b[5]
-        if (wt + it) * word_bytes + ot * psum_bytes <= cap_bytes:
-            hsum = sh * (D[4] - n[4]) * n[6] + dh * (D[6] - n[6]) * n[4] + n[4] * n[6]
-            wsum = sw * (D[5] - n[5]) * n[7] + dw * (D[7] - n[7]) * n[5] + n[5] * n[7]
-            i_once = float(D[0] * D[1] * D[3] * hsum * wsum)
-            fw = float(w_all * n[0] * n[4] * n[5])
-            fi = i_once * n[2]
-            fo = float(o_all * n[3] * n[6] * n[7])
-            t = min(w_all + fi + 2 * fo - o_all, fw + i_once + 2 * fo - o_all, fw + fi + o_all)
-            if t < best:
-                best = t
-        # odometer
-        d = 0
-        while d < 8:
-            idx[d] += 1
-            if idx[d] < ncand[d]:
-                break
-            idx[d] = 0
-            d += 1
-        if d == 8:
-            return best
-
-
-def min_dram_traffic(layer: Layer, accel: Accelerator) -> float:
-    """Fewest DRAM words (reads + writes) any valid mapping of ``layer`` on ``accel`` can move."""
-    dims = layer.dim_array.tolist()
-    lists = [_no_waste(v) for v in dims]
-    width = max(len(x) for x in lists)
-    cand = np.ones((8, width), dtype=np.int64)
-    for d, vals in enumerate(lists):
-        cand[d, : len(vals)] = vals
-    ncand = np.array([len(x) for x in lists], dtype=np.int64)
-    cap = accel.l2_bytes / (2 if accel.double_buffer[1] else 1)
-    lp = np.array([*dims, *layer.stride, *layer.dilation], dtype=np.int64)
-    return float(_min_dram_traffic(lp, cand, ncand, float(cap), accel.word_bytes, accel.psum_bytes))
 
 
 def min_compute_cycles(layer: Layer, accel: Accelerator) -> int:
@@ -135,23 +80,25 @@ def _needed_input_words(layer: Layer) -> int:
 
 
 def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
-    """Bounds on one instance of ``layer`` on ``accel`` under any valid mapping (see module docstring).
+    """Bounds on one instance of ``layer`` on ``accel`` under any valid mapping (see module docstring)."""
+    from hwmodel.family import L1_LEVEL, L2_LEVEL, family_hierarchy
 
-    If no L2 tiling fits at all, every mapping is invalid and the bounds are infinite.
-    """
-    e = accel.energy
-    e_w, e_i, e_o = accel.l1_access_energy()
-    e_l2 = accel.l2_access_energy()
+    hier = family_hierarchy(accel)
+    dram, l2 = hier.levels[0], hier.levels[L2_LEVEL]
+    l1 = hier.levels[L1_LEVEL:]
+    e_l1 = [next(lv.read_pj for lv in l1 if t in lv.keeps) for t in ("weights", "inputs", "outputs")]
+    psum_scale = accel.psum_bits / accel.word_bits
     macs = layer.macs
     w = layer.G * layer.K * layer.C * layer.R * layer.S
     i = _needed_input_words(layer)
     o = layer.N * layer.G * layer.K * layer.P * layer.Q
-    dram = min_dram_traffic(layer, accel)
-    energy = macs * (e.mac + e_w + e_i + 2 * e_o)
-    energy += w * e_w + i * e_i + (w + i + o) * (e.noc + e_l2) + dram * (e.dram + e_l2)
+    energy = macs * (hier.mac_pj + e_l1[0] + e_l1[1] + e_l1[2])
+    energy += w * e_l1[0] + i * e_l1[1] + o * e_l1[2] + (w + i + o) * l2.noc_pj
+    energy += (w + i + o * psum_scale) * (l2.read_pj + l2.fill_pj + dram.read_pj)
+    dram_words = w + i + o * psum_scale
     cycles = max(
         min_compute_cycles(layer, accel),
-        math.ceil(dram / accel.dram_bandwidth) if math.isfinite(dram) else math.inf,
-        math.ceil((w + i + o) / accel.noc_bandwidth),
+        math.ceil(dram_words / accel.dram_bandwidth),
+        math.ceil((w + i + o * psum_scale) / accel.noc_bandwidth),
     )
     return LowerBound(cycles=float(cycles), energy_pj=float(energy))

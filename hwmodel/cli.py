@@ -38,6 +38,13 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
         action="append",
         help='one layer "N=1,G=1,K=64,C=64,P=56,Q=56,R=3,S=3,stride=1" (optional name=..., count=...; repeatable)',
     )
+    group.add_argument(
+        "--timeloop",
+        nargs=2,
+        metavar=("ARCH", "PROBLEM"),
+        help="a Timeloop architecture and problem YAML (evaluate only; the architecture replaces --accelerator; "
+        "--mapping then reads a Timeloop mapping YAML, --ert an Accelergy ERT)",
+    )
     parser.add_argument("--resolution", type=int, default=224, help="input pixels (square) for --model (default 224)")
     parser.add_argument("--batch", type=int, default=1, help="batch size N for --model (default 1)")
     parser.add_argument(
@@ -45,10 +52,10 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_accelerator_arg(parser: argparse.ArgumentParser) -> None:
+def add_accelerator_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
     parser.add_argument(
         "--accelerator",
-        required=True,
+        required=required,
         metavar="SPEC",
         help=f"preset ({', '.join(PRESETS)}), systolic:RxC, or a JSON/YAML accelerator file",
     )
@@ -71,6 +78,8 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 
 def load_workload(args: argparse.Namespace) -> list[Layer]:
     """The layers named by :func:`add_workload_args` (merged by shape; every layer named)."""
+    if getattr(args, "timeloop", None):
+        raise ValueError("--timeloop ARCH PROBLEM applies to 'naas-hw evaluate' only")
     if args.layer:
         layers = []
         for i, spec in enumerate(args.layer):
@@ -118,7 +127,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "per layer, the lowest-EDP of the ws/os/is/rs templates.",
     )
     add_workload_args(p)
-    add_accelerator_arg(p)
+    add_accelerator_arg(p, required=False)
+    p.add_argument("--ert", metavar="FILE", help="Accelergy ERT (*.ERT.yaml / *.ERT_summary.yaml) for --timeloop energies")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--dataflow", choices=list(DATAFLOWS), help="use this template for every layer")
     how.add_argument(
@@ -147,6 +157,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hwmodel.mapping import load_mapping
     from hwmodel.report import format_report, network_report, select_mappings
 
+    if args.timeloop:
+        return _evaluate_timeloop(args)
+    if args.ert:
+        raise ValueError("--ert applies only with --timeloop ARCH PROBLEM")
+    if not args.accelerator:
+        raise ValueError("--accelerator is required (or give --timeloop ARCH PROBLEM)")
     accel = load_accelerator(args.accelerator)
     layers = load_workload(args)
     if not layers:
@@ -164,6 +180,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     mappings, labels = select_mappings(layers, accel, dataflow=args.dataflow, mapping=given)
     report = network_report(layers, accel, mappings)
     emit_report(args, report, lambda: format_report(report, labels, unit=accel.energy.unit))
+    return 0
+
+
+def _evaluate_timeloop(args: argparse.Namespace) -> int:
+    """``--timeloop ARCH PROBLEM [--mapping MAP] [--ert ERT] [--search]``: one layer on a storage hierarchy."""
+    from hwmodel.nest_search import search_nest_mapping
+    from hwmodel.nestmodel import evaluate_nest_mapping
+    from hwmodel.timeloop_import import load_timeloop
+
+    if args.accelerator:
+        raise ValueError("--accelerator cannot be combined with --timeloop (the architecture file replaces it)")
+    if args.dataflow:
+        raise ValueError("--dataflow applies to --accelerator presets, not to --timeloop architectures")
+    arch, problem = args.timeloop
+    hier, layer, mapping = load_timeloop(arch, problem, args.mapping, args.ert)
+    source = "mapping file"
+    if mapping is None or args.search:
+        if mapping is not None:
+            raise ValueError("give either --mapping or --search with --timeloop, not both")
+        budget = 20000 if args.mapping_budget is None else args.mapping_budget
+        found = search_nest_mapping(layer, hier, objective=args.objective or "edp", budget=budget,
+                                    seed=args.seed or 0)
+        mapping, cost, source = found.mapping, found.cost, f"random search ({found.valid}/{found.evaluated} valid)"
+    else:
+        cost = evaluate_nest_mapping(layer, hier, mapping)
+    if not cost.valid:
+        raise ValueError(f"the mapping is invalid on {hier.name}: {cost.reason}")
+    entry = {"name": layer.name or "layer", "layer": layer.to_dict(), "mapping_source": source,
+             "timeloop": cost.timeloop(), **cost.to_dict()}
+    report = {"accelerator": hier.name, "source": hier.source, "layers": [entry],
+              "total": {"cycles": cost.cycles, "energy_pj": cost.energy_pj, "edp": cost.edp}}
+
+    def table() -> str:
+        lines = [f"{hier.name}: {layer}  ({source})",
+                 f"cycles {cost.cycles:.0f}  energy {cost.energy_pj:.2f} pJ  utilization {cost.utilization:.3f}"]
+        for lvl, per in cost.levels.items():
+            for t, v in per.items():
+                lines.append(f"  {lvl:>14s} {t:>8s}  reads {v['reads']:.0f}  fills {v['fills']:.0f}  updates {v['updates']:.0f}")
+        return "\n".join(lines)
+
+    emit_report(args, report, table)
     return 0
 
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 # ---- limits --------------------------------------------------------------------------------------------
 MAX_LEVELS = 8
@@ -954,3 +954,170 @@ def scratch() -> tuple[np.ndarray, ...]:
         np.zeros(NUM_DIMS, dtype=np.int64),
         np.zeros(NUM_DIMS, dtype=np.int64),
     )
+
+
+# ---- the DRAM -> L2 -> array -> L1 family (hwmodel.family) ------------------------------------------------
+#: Metric columns of the family's evaluation (``hwmodel.costmodel.METRICS``).
+FAMILY_METRICS: tuple[str, ...] = (
+    "cycles", "compute_cycles", "energy", "edp", "utilization",
+    "e_mac", "e_l1", "e_noc", "e_l2", "e_dram",
+    "e_weights", "e_inputs", "e_outputs", "macs",
+)
+FM_CYCLES, FM_COMPUTE, FM_ENERGY, FM_EDP, FM_UTIL = 0, 1, 2, 3, 4
+FM_E_MAC, FM_E_L1, FM_E_NOC, FM_E_L2, FM_E_DRAM = 5, 6, 7, 8, 9
+FM_E_W, FM_E_I, FM_E_O, FM_MACS = 10, 11, 12, 13
+#: Per-tensor access columns (words): L1 side, words delivered to the PEs, L2, DRAM.
+FAMILY_ACCESS: tuple[str, ...] = ("l1_reads", "l1_writes", "noc", "l2_reads", "l2_writes", "dram_reads", "dram_writes")
+FA_L1_READS, FA_L1_WRITES, FA_NOC, FA_L2_READS, FA_L2_WRITES, FA_DRAM_READS, FA_DRAM_WRITES = range(7)
+#: The family's validity codes.
+FAMILY_INVALID: tuple[str, ...] = (
+    "valid",
+    "factors do not cover the layer",
+    "spatial unroll exceeds an axis or its connectivity",
+    "L1 tiles exceed the L1 capacity",
+    "L2 tiles exceed the L2 capacity",
+)
+F_BAD_L1, F_BAD_L2 = 3, 4
+F_DRAM, F_L2, F_L1 = 0, 1, 2
+
+
+@njit(cache=True, inline="always")
+def family_nest(temporal, spatial, order, n_levels, tf, sfa, od, kp):
+    """Write a 3-level mapping (rows DRAM, L2, L1; array axes) as nest arrays for the family hierarchy."""
+    for l in range(MAX_LEVELS):
+        for d in range(NUM_DIMS):
+            tf[l, d] = 1
+            od[l, d] = d
+            for a in range(MAX_AXES):
+                sfa[l, a, d] = 1
+        for t in range(NUM_TENSORS):
+            kp[l, t] = 1 if l < n_levels else 0
+    last = n_levels - 1
+    for d in range(NUM_DIMS):
+        tf[F_DRAM, d] = temporal[0, d]
+        tf[F_L2, d] = temporal[1, d]
+        tf[last, d] = temporal[2, d]
+        od[F_DRAM, d] = order[0, d]
+        od[F_L2, d] = order[1, d]
+        od[last, d] = order[2, d]
+        for a in range(MAX_AXES):
+            sfa[F_L2, a, d] = spatial[a, d]
+
+
+@njit(cache=True)
+def family_fits(lp, temporal, spatial, lvl, n_levels, ai, af):
+    """Whether the L1 (``lvl`` 0) or L2 (``lvl`` 1) tiles of a partial 3-level mapping fit (DRAM ignored)."""
+    ext = np.empty(NUM_DIMS, dtype=np.int64)
+    for d in range(NUM_DIMS):
+        v = temporal[2, d]
+        if lvl == 1:
+            v *= temporal[1, d]
+            for a in range(MAX_AXES):
+                v *= spatial[a, d]
+        ext[d] = v
+    lo = F_L1 if lvl == 0 else F_L2
+    hi = n_levels if lvl == 0 else F_L2 + 1
+    for l in range(lo, hi):
+        used = 0.0
+        for t in range(NUM_TENSORS):
+            if ai[l, AI_KEEP_W + t] == 0:
+                continue
+            bits = _tile_words(t, lp, ext) * af[l, AF_BITS_W + t] * ai[l, AI_MULTIBUF]
+            if ai[l, AI_PARTITIONED] and bits > af[l, AF_CAP_W + t]:
+                return False
+            used += bits
+        if not ai[l, AI_PARTITIONED] and used > af[l, AF_CAP_BITS]:
+            return False
+    return True
+
+
+@njit(cache=True)
+def family_evaluate_one(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, metrics, counts,
+                        tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover):
+    """Evaluate a 3-level mapping on a family hierarchy; fills ``metrics`` (:data:`FAMILY_METRICS`) and
+    ``counts[3, 7]`` (:data:`FAMILY_ACCESS`) and returns a :data:`FAMILY_INVALID` code."""
+    family_nest(temporal, spatial, order, n_levels, tf, sfa, od, kp)
+    code = evaluate_nest(lp, n_levels, ai, af, conn, e_mac, tf, sfa, od, kp, nmet, ncnt, loops, roles, idx,
+                         gsum, ext, cover)
+    if code == BAD_CAPACITY:
+        return F_BAD_L2 if nmet[MT_BAD_LEVEL] == F_L2 else F_BAD_L1
+    if code != OK:
+        return code
+    for t in range(NUM_TENSORS):
+        l1 = F_L1
+        for l in range(F_L1, n_levels):
+            if ai[l, AI_KEEP_W + t]:
+                l1 = l
+                break
+        counts[t, FA_L1_READS] = ncnt[l1, t, CT_READS]
+        counts[t, FA_L1_WRITES] = ncnt[l1, t, CT_FILLS] + ncnt[l1, t, CT_UPDATES]
+        counts[t, FA_NOC] = ncnt[l1, t, CT_FILLS]
+        counts[t, FA_L2_READS] = ncnt[F_L2, t, CT_READS]
+        counts[t, FA_L2_WRITES] = ncnt[F_L2, t, CT_FILLS] + ncnt[F_L2, t, CT_UPDATES]
+        counts[t, FA_DRAM_READS] = ncnt[F_DRAM, t, CT_READS]
+        counts[t, FA_DRAM_WRITES] = ncnt[F_DRAM, t, CT_UPDATES]
+    e_l1 = 0.0
+    for l in range(F_L1, n_levels):
+        e_l1 += nmet[MT_E_LEVEL0 + l]
+    metrics[FM_CYCLES] = nmet[MT_CYCLES]
+    metrics[FM_COMPUTE] = nmet[MT_COMPUTE]
+    metrics[FM_ENERGY] = nmet[MT_ENERGY]
+    metrics[FM_EDP] = nmet[MT_EDP]
+    metrics[FM_UTIL] = nmet[MT_UTIL]
+    metrics[FM_E_MAC] = nmet[MT_E_MAC]
+    metrics[FM_E_L1] = e_l1
+    metrics[FM_E_NOC] = nmet[MT_E_NOC]
+    metrics[FM_E_L2] = nmet[MT_E_LEVEL0 + F_L2] - nmet[MT_E_NOC]
+    metrics[FM_E_DRAM] = nmet[MT_E_LEVEL0 + F_DRAM]
+    metrics[FM_E_W] = nmet[MT_E_W]
+    metrics[FM_E_I] = nmet[MT_E_I]
+    metrics[FM_E_O] = nmet[MT_E_O]
+    metrics[FM_MACS] = nmet[MT_MACS]
+    return OK
+
+
+@njit(cache=True)
+def family_scratch():
+    """Scratch arrays for :func:`family_evaluate_one` (one set per thread)."""
+    return (
+        np.ones((MAX_LEVELS, NUM_DIMS), dtype=np.int64),
+        np.ones((MAX_LEVELS, MAX_AXES, NUM_DIMS), dtype=np.int64),
+        np.zeros((MAX_LEVELS, NUM_DIMS), dtype=np.int64),
+        np.ones((MAX_LEVELS, NUM_TENSORS), dtype=np.int64),
+        np.zeros(MT_SIZE, dtype=np.float64),
+        np.zeros((MAX_LEVELS, NUM_TENSORS, CT_SIZE), dtype=np.float64),
+        np.zeros((MAX_LOOPS, LO_SIZE), dtype=np.int64),
+        np.zeros(MAX_LOOPS, dtype=np.int64),
+        np.zeros(MAX_LOOPS, dtype=np.int64),
+        np.zeros((MAX_GROUPS, 3), dtype=np.float64),
+        np.zeros(NUM_DIMS, dtype=np.int64),
+        np.zeros(NUM_DIMS, dtype=np.int64),
+    )
+
+
+_FAMILY_CHUNK = 512
+
+
+@njit(cache=True)
+def _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts, lo, hi):
+    tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover = family_scratch()
+    for i in range(lo, hi):
+        codes[i] = family_evaluate_one(lp, temporal[i], spatial[i], order[i], n_levels, ai, af, conn, e_mac,
+                                       metrics[i], counts[i], tf, sfa, od, kp, nmet, ncnt, loops, roles, idx,
+                                       gsum, ext, cover)
+
+
+@njit(cache=True, parallel=True)
+def family_evaluate_batch(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, parallel):
+    """Evaluate a batch of 3-level mappings; returns ``(codes, metrics, counts)``."""
+    n = temporal.shape[0]
+    codes = np.zeros(n, dtype=np.int64)
+    metrics = np.full((n, len(FAMILY_METRICS)), np.inf)
+    counts = np.zeros((n, NUM_TENSORS, len(FAMILY_ACCESS)))
+    if not parallel:
+        _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts, 0, n)
+        return codes, metrics, counts
+    for c in prange((n + _FAMILY_CHUNK - 1) // _FAMILY_CHUNK):
+        _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts,
+                      c * _FAMILY_CHUNK, min(n, (c + 1) * _FAMILY_CHUNK))
+    return codes, metrics, counts

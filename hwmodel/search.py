@@ -21,9 +21,9 @@ import numpy as np
 from numba import njit, prange
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.costmodel import (
-    M_CYCLES, M_EDP, M_ENERGY, Cost, _evaluate_one, _REL, _tile_words, accel_params, evaluate, layer_params,
-)
+from hwmodel import nestkernel as nk
+from hwmodel.costmodel import M_CYCLES, M_EDP, M_ENERGY, Cost, evaluate, layer_params
+from hwmodel.family import L2_LEVEL, family_params
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
 from hwmodel.report import best_template, objective_value
@@ -47,32 +47,11 @@ def _chunk(r, g):
 
 
 @njit(cache=True)
-def _fits(lp, temporal, spatial, lvl, ai, af, b):
-    """Whether the L1 (``lvl`` 0) or L2 (``lvl`` 1) tiles of a partial mapping fit (DRAM factors ignored)."""
-    for d in range(8):
-        v = temporal[2, d]
-        if lvl == 1:
-            v *= temporal[1, d]
-            for a in range(3):
-                v *= spatial[a, d]
-        b[d] = min(v, lp[d])
-    w = _tile_words(0, lp, b)
-    i = _tile_words(1, lp, b)
-    o = _tile_words(2, lp, b)
-    if lvl == 0:
-        m = 2 if ai[7] else 1
-        if ai[2]:
-            return w * m <= ai[4] and i * m <= ai[5] and o * m <= ai[6]
-        return (w + i + o) * m <= ai[3]
-    m = 2 if ai[8] else 1
-    return ((w + i) * af[1] + o * af[2]) * m <= af[0]
-
-
-@njit(cache=True)
-def _decode(genes, lp, arr, conn, ai, af, temporal, spatial, order):
+def _decode(genes, lp, n_levels, ai, af, conn_all, temporal, spatial, order):
     """Write the mapping encoded by ``genes`` into ``temporal``, ``spatial``, ``order``."""
-    n_axes = ai[0]
-    bnd = np.empty(8, dtype=np.int64)
+    n_axes = ai[L2_LEVEL, nk.AI_N_AXES]
+    arr = ai[L2_LEVEL, nk.AI_AXIS0:nk.AI_AXIS0 + nk.MAX_AXES]
+    conn = conn_all[L2_LEVEL]
     rem = np.empty(8, dtype=np.int64)
     for d in range(8):
         rem[d] = lp[d]
@@ -127,7 +106,7 @@ def _decode(genes, lp, arr, conn, ai, af, temporal, spatial, order):
             f = _chunk(r, genes[gbase + d])
             while True:
                 temporal[row, d] = f
-                if f == 1 or _fits(lp, temporal, spatial, lvl, ai, af, bnd):
+                if f == 1 or nk.family_fits(lp, temporal, spatial, lvl, n_levels, ai, af):
                     break
                 j = (r + f - 1) // f  # next smaller no-waste factor ceil(r / j)
                 nf = f
@@ -154,22 +133,20 @@ def _decode(genes, lp, arr, conn, ai, af, temporal, spatial, order):
 
 
 @njit(cache=True)
-def _decode_evaluate_range(genes, lp, arr, conn, ai, af, rel, metric, fit, temporal, spatial, order, lo, hi):
-    fac = np.empty((4, 8), dtype=np.int64)
-    b = np.empty(8, dtype=np.int64)
-    mk = np.empty(9, dtype=np.int64)
-    ev = np.empty(3, dtype=np.float64)
-    metrics = np.empty(14)
-    counts = np.empty((3, 7))
+def _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order, lo, hi):
+    tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover = nk.family_scratch()
+    metrics = np.empty(len(nk.FAMILY_METRICS))
+    counts = np.empty((nk.NUM_TENSORS, len(nk.FAMILY_ACCESS)))
     for i in range(lo, hi):
-        _decode(genes[i], lp, arr, conn, ai, af, temporal[i], spatial[i], order[i])
-        code = _evaluate_one(lp, temporal[i], spatial[i], order[i], arr, conn, ai, af, rel, metrics, counts,
-                             fac, b, mk, ev)
+        _decode(genes[i], lp, n_levels, ai, af, conn, temporal[i], spatial[i], order[i])
+        code = nk.family_evaluate_one(lp, temporal[i], spatial[i], order[i], n_levels, ai, af, conn, e_mac,
+                                      metrics, counts, tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum,
+                                      ext, cover)
         fit[i] = metrics[metric] if code == 0 else np.inf
 
 
 @njit(cache=True, parallel=True)
-def _decode_evaluate(genes, lp, arr, conn, ai, af, rel, metric, parallel):
+def _decode_evaluate(genes, lp, n_levels, ai, af, conn, e_mac, metric, parallel):
     """Decode and evaluate a population; returns (fitness (inf if invalid), temporal, spatial, order)."""
     n = genes.shape[0]
     fit = np.full(n, np.inf)
@@ -177,11 +154,11 @@ def _decode_evaluate(genes, lp, arr, conn, ai, af, rel, metric, parallel):
     spatial = np.empty((n, 3, 8), dtype=np.int64)
     order = np.empty((n, 3, 8), dtype=np.int64)
     if not parallel:
-        _decode_evaluate_range(genes, lp, arr, conn, ai, af, rel, metric, fit, temporal, spatial, order, 0, n)
+        _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order, 0, n)
         return fit, temporal, spatial, order
     chunk = 256
     for c in prange((n + chunk - 1) // chunk):
-        _decode_evaluate_range(genes, lp, arr, conn, ai, af, rel, metric, fit, temporal, spatial, order,
+        _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order,
                                c * chunk, min(n, (c + 1) * chunk))
     return fit, temporal, spatial, order
 
@@ -194,13 +171,14 @@ class MappingProblem:
             raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
         self.layer, self.accel, self.objective = layer, accel, objective
         self._lp = layer_params(layer)
-        self._arr, self._conn, self._ai, self._af = accel_params(accel)
+        self._fp = family_params(accel)
         self._metric = OBJECTIVES[objective]
 
     def score(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         genes = np.ascontiguousarray(genes, dtype=np.float64)
-        return _decode_evaluate(genes, self._lp, self._arr, self._conn, self._ai, self._af, _REL, self._metric,
-                                len(genes) >= PARALLEL_MIN_BATCH)
+        fp = self._fp
+        return _decode_evaluate(genes, self._lp, fp.n_levels, fp.arch_int, fp.arch_float, fp.conn, fp.e_mac,
+                                self._metric, len(genes) >= PARALLEL_MIN_BATCH)
 
     def decode(self, genes: np.ndarray) -> Mapping:
         _, t, s, o = self.score(genes[None])

@@ -16,7 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.costmodel import _tile_bounds, _tile_words, evaluate_batch, layer_params
+from hwmodel import nestkernel as nk
+from hwmodel.costmodel import evaluate_batch, layer_params
+from hwmodel.family import family_params
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import NUM_DIMS, Mapping
 
@@ -106,18 +108,10 @@ def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping
 
     temporal = np.ones((3, NUM_DIMS), dtype=np.int64)
     lp = layer_params(layer)
-    fac = np.ones((4, NUM_DIMS), dtype=np.int64)
-    fac[2] = spatial.prod(axis=0)
-    mult = 2 if accel.double_buffer[0] else 1
+    fp = family_params(accel)
 
     def l1_fits() -> bool:
-        b = np.empty(NUM_DIMS, dtype=np.int64)
-        _tile_bounds(lp, fac, 3, b)
-        w, i, o = (int(_tile_words(t, lp, b)) * mult for t in range(3))
-        if accel.l1_partition is not None:
-            pw, pi, po = accel.l1_partition
-            return w <= pw and i <= pi and o <= po
-        return w + i + o <= accel.l1_words
+        return bool(nk.family_fits(lp, temporal, spatial, 0, fp.n_levels, fp.arch_int, fp.arch_float))
 
     if not l1_fits():
         raise ValueError(
@@ -128,11 +122,10 @@ def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping
         for name in _substitute_groups(flow.l1, layer):
             d = DIMS.index(name)
             for v in reversed(_no_waste_values(int(rem[d]), int(rem[d]))):
-                fac[3, d] = v
+                temporal[2, d] = v
                 if l1_fits():
                     break
-            temporal[2, d] = fac[3, d]
-            rem[d] = -(-rem[d] // fac[3, d])
+            rem[d] = -(-rem[d] // temporal[2, d])
 
     temporal[1] = rem
     inner = [DIMS.index(d) for d in flow.inner_to_outer]

@@ -1,0 +1,107 @@
+"""Mapping search on a storage hierarchy (any :class:`Hierarchy`): seeded random sampling of the mapspace.
+
+The space decodes a point: per dim, the layer size is split over the slots (each level's temporal loop and
+each fanout axis that may unroll the dim) by successive factors, exact divisors or no-waste ceil-div
+factors; each level gets a random loop order; bypass follows the architecture. The search only proposes
+points and hears costs (a batch per round, best kept). This is the mapper ``naas-hw evaluate --timeloop``
+uses when no mapping is given; the family's ES mapper (:mod:`hwmodel.search`) is the tuned one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwmodel import nestkernel as nk
+from hwmodel.hierarchy import Hierarchy
+from hwmodel.layer import DIMS, Layer
+from hwmodel.nestmodel import NestCost, NestMapping, cost_from_row, evaluate_nest_batch
+
+OBJECTIVE_COLUMNS = {"edp": nk.MT_EDP, "energy": nk.MT_ENERGY, "latency": nk.MT_CYCLES}
+
+
+def _slots(hier: Hierarchy, d: int) -> list[tuple[str, int, int]]:
+    """(kind, level, axis) places dim ``d`` may be iterated: temporal at every level, spatial on allowed axes."""
+    out: list[tuple[str, int, int]] = []
+    for l, lv in enumerate(hier.levels):
+        if lv.fanout is not None:
+            for a, dims in enumerate(lv.fanout.connectivity):
+                if DIMS[d] in dims:
+                    out.append(("s", l, a))
+        out.append(("t", l, 0))
+    return out
+
+
+def _divisors(n: int) -> list[int]:
+    small = [i for i in range(1, int(n**0.5) + 1) if n % i == 0]
+    return sorted(set(small + [n // i for i in small]))
+
+
+def random_mapping(layer: Layer, hier: Hierarchy, rng: np.random.Generator) -> NestMapping:
+    """One random point of the mapspace (covers the layer; may overflow a level or an axis)."""
+    n = len(hier.levels)
+    m = NestMapping.empty(n)
+    dims = layer.dim_array
+    room = {(l, a): size for l, lv in enumerate(hier.levels) if lv.fanout is not None
+            for a, size in enumerate(lv.fanout.axes)}
+    for d in rng.permutation(len(DIMS)):
+        rem = int(dims[d])
+        slots = _slots(hier, int(d))
+        rng.shuffle(slots)
+        for kind, l, a in slots:
+            if rem == 1:
+                break
+            if kind == "s":
+                cap = room[(l, a)]
+                if cap <= 1:
+                    continue
+                opts = [f for f in _divisors(rem) if f <= cap] if rng.random() < 0.7 else list(range(1, min(cap, rem) + 1))
+                f = int(rng.choice(opts))
+                m.spatial[l, a, d] = f
+                room[(l, a)] = cap // f
+            else:
+                opts = _divisors(rem) if rng.random() < 0.7 else [-(-rem // j) for j in range(1, min(rem, 64) + 1)]
+                f = int(rng.choice(opts))
+                m.temporal[l, d] *= f
+            rem = -(-rem // f)
+        m.temporal[0, d] *= rem
+    for l in range(n):
+        m.order[l] = rng.permutation(len(DIMS))
+    return m
+
+
+@dataclass
+class NestSearchResult:
+    mapping: NestMapping
+    cost: NestCost
+    evaluated: int
+    valid: int
+
+
+def search_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", budget: int = 20000,
+                        seed: int = 0, batch: int = 1000) -> NestSearchResult:
+    """Best of ``budget`` random mappings (``ValueError`` when none is valid)."""
+    if objective not in OBJECTIVE_COLUMNS:
+        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_COLUMNS)}")
+    if budget < 1:
+        raise ValueError(f"budget must be >= 1, got {budget}")
+    rng = np.random.default_rng(seed)
+    col = OBJECTIVE_COLUMNS[objective]
+    best: tuple[float, NestMapping, int, np.ndarray, np.ndarray] | None = None
+    done = valid = 0
+    while done < budget:
+        k = min(batch, budget - done)
+        cands = [random_mapping(layer, hier, rng) for _ in range(k)]
+        codes, metrics, counts = evaluate_nest_batch(layer, hier, cands)
+        done += k
+        ok = np.flatnonzero(codes == nk.OK)
+        valid += len(ok)
+        if len(ok):
+            i = ok[np.argmin(metrics[ok, col])]
+            if best is None or metrics[i, col] < best[0]:
+                best = (float(metrics[i, col]), cands[i], int(codes[i]), metrics[i].copy(), counts[i].copy())
+    if best is None:
+        raise ValueError(f"no valid mapping of {layer} on {hier.name} in {budget} samples (levels too small?)")
+    _, mapping, code, met, cnt = best
+    return NestSearchResult(mapping, cost_from_row(hier, code, met, cnt, layer.macs), done, valid)
