@@ -8,7 +8,7 @@ the bundle, and prints its path.
 Every rank of a multi-process launch (Lightning's own launcher with ``devices: N``, ``NODE_RANK`` launches,
 torchrun, SLURM ``srun``) runs the same steps in one process group: the first step that starts a Trainer
 launches the other local ranks (Lightning re-runs this command line), later steps reuse the group. Rank 0
-alone writes shared files; the others wait at a barrier. ``<default_root_dir>/pipeline.json`` records each
+alone writes shared files; the others wait for it (and fail with it). ``<default_root_dir>/pipeline.json`` records each
 finished step (rank 0 writes it after the step); ``--resume`` skips the finished steps and continues the
 unfinished one: fit from the newest checkpoint, the co-search from its saved state.
 
@@ -34,7 +34,7 @@ from pytorch_lightning.cli import LightningArgumentParser, LightningCLI
 from hwmodel.atomic import atomic_write_json
 from naas_train.checkpoints import check_checkpoint_file, unreadable_checkpoint
 from naas_train.cosearch_callback import CoSearchCallback
-from naas_train.distributed import barrier, is_global_zero
+from naas_train.distributed import is_global_zero, on_rank_zero
 from naas_train.trainer import NaasTrainer
 
 #: Steps of ``naas-train pipeline``, in order.
@@ -182,9 +182,7 @@ class PipelineRecord:
     def finish(self, step: str, **info: Any) -> None:
         """Record ``step`` (rank 0 writes; every rank waits for it)."""
         self.data["steps"][step] = info
-        if is_global_zero():
-            atomic_write_json(self.path, self.data)
-        barrier()
+        on_rank_zero(atomic_write_json, self.path, self.data)
 
 
 def pipeline(args: list[str]) -> str:

@@ -22,7 +22,7 @@ from timm.optim import create_optimizer_v2
 
 from naas_train.checkpoints import load_net_state
 from naas_train.data import resize
-from naas_train.distributed import barrier, is_global_zero
+from naas_train.distributed import on_rank_zero
 from naas_train.module import check_data_classes
 from supernet import build_supernet, recalibrate_bn, supernet_spec
 
@@ -307,7 +307,7 @@ class FinetuneExportMixin:
         overwrite: bool = False,
     ) -> str:
         """Write the export bundle (model, accelerator, mapping, metrics, report); prints and returns its path.
-        Under several processes rank 0 alone builds and writes it; the others wait at a barrier.
+        Under several processes rank 0 alone builds and writes it; the others wait for it, and raise when it failed.
 
         Args:
             model: the recipe's SupernetModule (the supernet's architecture).
@@ -322,10 +322,12 @@ class FinetuneExportMixin:
 
         root = Path(self.default_root_dir)  # type: ignore[attr-defined]
         path = Path(out or root / "bundle")
-        if is_global_zero():
+
+        def write() -> None:
             export_bundle(result or root / "cosearch" / "result.json", path, checkpoint=checkpoint,
                           supernet_checkpoint=ckpt_path, datamodule=datamodule,
                           supernet=getattr(model, "net", None), overwrite=overwrite)
             print(f"bundle: {path}")
-        barrier()
+
+        on_rank_zero(write)  # a failure on rank 0 is raised on every rank (no rank left waiting)
         return str(path)

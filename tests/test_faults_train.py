@@ -300,3 +300,20 @@ def test_sigkill_during_export_then_rerun_cleans_the_temporary(tmp_path, monkeyp
     export_bundle(tmp_path / "result.json", tmp_path / "bundle", overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
     assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == ["model.pt2", "subnet.json"]
+
+
+def test_a_failure_on_rank_zero_is_raised_on_every_rank(monkeypatch):
+    """No rank waits forever for a rank 0 that failed: its outcome is broadcast and raised everywhere."""
+    import naas_train.distributed as distributed
+
+    def broadcast(box, src):  # what rank 0 sent after its write failed
+        box[0] = (True, "[Errno 28] No space left on device: 'run/pipeline.json'")
+
+    monkeypatch.setattr(distributed, "is_global_zero", lambda: False)
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: True)
+    monkeypatch.setattr(distributed.dist, "broadcast_object_list", broadcast)
+    with pytest.raises(ValueError, match="rank 0 failed: .*No space left on device"):
+        distributed.on_rank_zero(pytest.fail, "only rank 0 runs it")
+    monkeypatch.setattr(distributed.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(distributed, "is_global_zero", lambda: True)
+    assert distributed.on_rank_zero(lambda x: x + 1, 1) == 2
