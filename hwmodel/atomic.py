@@ -16,7 +16,6 @@ Symbolic links are followed: the file or folder they point to is replaced (in it
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import re
@@ -201,7 +200,7 @@ def _check_directory(final: Path, shown: str, overwrite: bool, marker: str | Non
         what = "a regular file" if stat.S_ISREG(mode) else _kind(mode)
         raise ValueError(f"output folder {shown} exists and is {what}, not a folder; refusing to replace it")
     if not overwrite:
-        raise FileExistsError(errno.EEXIST, f"output folder {shown} exists; remove it or ask to overwrite it", shown)
+        raise FileExistsError(f"output folder {shown} exists; remove it or ask to overwrite it")
     if any(final.iterdir()) and not (marker is not None and (final / marker).is_file()):
         what = f"holds no {marker}" if marker is not None else "is not empty"
         raise ValueError(f"output folder {shown} exists and {what}: it was not written by us; refusing to "
