@@ -282,7 +282,7 @@ def main(args: list[str] | None = None) -> None:
     if args and args[0] == "pipeline":
         pipeline(args[1:])
         return
-    NaasCLI(args=args)
+    run_step(args)
 
 
 if __name__ == "__main__":
