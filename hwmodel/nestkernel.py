@@ -70,6 +70,20 @@ def _groups() -> np.ndarray:
 
 GROUPS = _groups()
 
+
+def _dim_groups() -> np.ndarray:
+    """``DIM_GROUP[t, d]``: the data-space group of tensor ``t`` that dim ``d`` belongs to."""
+    out = np.full((NUM_TENSORS, NUM_DIMS), -1, dtype=np.int64)
+    for t in range(NUM_TENSORS):
+        for g in range(MAX_GROUPS):
+            if GROUPS[t, g, 0] != GK_NONE:
+                out[t, GROUPS[t, g, 1]] = g
+                out[t, GROUPS[t, g, 2]] = g
+    return out
+
+
+DIM_GROUP = _dim_groups()
+
 # ---- architecture arrays ---------------------------------------------------------------------------------
 #: ``arch_int[l, :]``
 AI_KEEP_W, AI_KEEP_I, AI_KEEP_O = 0, 1, 2  # the level may keep the tensor
@@ -374,9 +388,86 @@ def _distinct_window(lp, kind, da, db, loops, n_loops, roles):
     return total
 
 
-@njit(cache=True)
-def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out):
-    """Group sums (see :func:`_group_sums_enum`), closed form when the group's dims have no padding."""
+@njit(cache=True, inline="always")
+def _digit_count(D, E, loops, dl, dn, roles, d, old, indicator, full):
+    """Number of (loop indices, e) with ``offset + e < D`` and ``e < E`` for dim ``d``, where the offset is
+    ``sum(index * step)`` over the dim's loops above the tile, each index in the range its role allows
+    (new or ``old`` position of an event). Loops are mixed-radix digits, outermost most significant, and
+    ``E`` (the tile extent) is the lowest radix, so the count runs digit by digit like counting the
+    numbers below ``D``: O(loops of the dim). For an ``indicator`` group (a dim that does not index the
+    tensor) only validity matters: children of one parent (DEDUP) and unions collapse to index 0.
+    ``dl[d, :dn[d]]`` lists the dim's loops, outermost first. ``full``: the loops cover ``D`` exactly (no
+    padding), so every allowed index is valid and the count is a product (no divisions)."""
+    total = 0.0
+    rem = D
+    mult = float(E)
+    for k in range(dn[d]):
+        j = dl[d, k]
+        r = roles[j]
+        b = loops[j, LO_BOUND]
+        if r == RO_FREE or ((r == RO_DEDUP or r == RO_UNION) and not indicator):
+            mult *= b
+        elif r == RO_STEP:
+            mult *= b - 1
+    if full:
+        return mult
+    for k in range(dn[d]):
+        j = dl[d, k]
+        r = roles[j]
+        if r == RO_SKIP:
+            continue
+        b = loops[j, LO_BOUND]
+        st = loops[j, LO_STEP]
+        if r == RO_FREE or ((r == RO_DEDUP or r == RO_UNION) and not indicator):
+            lo, hi = 0, b
+        elif r == RO_STEP:
+            lo, hi = (0, b - 1) if old else (1, b)
+        elif r == RO_RESET:
+            lo, hi = (b - 1, b) if old else (0, 1)
+        else:
+            lo, hi = 0, 1
+        n_allowed = hi - lo
+        if n_allowed <= 0:
+            return 0.0
+        mult /= n_allowed
+        q = rem // st
+        below = min(q, hi) - lo
+        if below > 0:
+            total += below * mult
+        if q < lo or q >= hi:
+            return total
+        rem -= q * st
+    return total + min(rem, E)
+
+
+@njit(cache=True, inline="always")
+def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out, dl, dn, wdist):
+    """Group sums (see :func:`_group_sums_enum`): digit counting for plain and indicator groups (exact with
+    padding), a closed form for windows without padding, enumeration for padded windows."""
+    if kind == GK_PLAIN or kind == GK_INDICATOR:
+        ind = kind == GK_INDICATOR
+        e = 1 if ind else ea
+        full = cover[da] == lp[da]
+        a = _digit_count(lp[da], e, loops, dl, dn, roles, da, False, ind, full)
+        has_step = False
+        has_reset = False
+        for k in range(dn[da]):
+            r = roles[dl[da, k]]
+            if r == RO_STEP:
+                has_step = True
+            elif r == RO_RESET:
+                has_reset = True
+        out[GS_A] = a
+        out[GS_B] = 0.0
+        if not (has_step or has_reset):
+            out[GS_C] = a
+        elif not ind:
+            out[GS_C] = 0.0  # the offset moved by at least a tile: nothing in common
+        elif has_step:
+            out[GS_C] = a  # validity can only be lost moving forward: both valid iff the new one is
+        else:
+            out[GS_C] = _digit_count(lp[da], 1, loops, dl, dn, roles, da, True, True, full)
+        return
     if cover[da] != lp[da] or cover[db] != lp[db]:
         _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out)
         return
@@ -384,10 +475,9 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
     shift_a = 0
     shift_b = 0
     has_dedup = False
-    for j in range(n_loops):
+    for k in range(dn[da] + dn[db]):
+        j = dl[da, k] if k < dn[da] else dl[db, k - dn[da]]
         d = loops[j, LO_DIM]
-        if d != da and d != db:
-            continue
         r = roles[j]
         b = loops[j, LO_BOUND]
         st = loops[j, LO_STEP]
@@ -405,34 +495,18 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
             else:
                 shift_b -= (b - 1) * st
         elif r == RO_DEDUP:
-            if kind == GK_PLAIN:
-                n *= b
-            elif kind != GK_INDICATOR:
-                has_dedup = True
-        elif r == RO_UNION and kind == GK_PLAIN:
-            n *= b
+            has_dedup = True
     if has_dedup:
-        n *= _distinct_window(lp, kind, da, db, loops, n_loops, roles)
-    if kind == GK_PLAIN:
-        ln = min(ea, lp[da])
-        changed = shift_a != 0
-        ov = 0
-    elif kind == GK_INDICATOR:
-        ln = 1
-        changed = False
-        ov = 0
+        n *= wdist if wdist > 0 else _distinct_window(lp, kind, da, db, loops, n_loops, roles)
+    if kind == GK_WINDOW_H:
+        s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
     else:
-        if kind == GK_WINDOW_H:
-            s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
-        else:
-            s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
-        ln = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl + 1
-        sh = shift_a * s + shift_b * dl
-        changed = sh != 0
-        ov = max(0, ln - abs(sh))
+        s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+    ln = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl + 1
+    sh = shift_a * s + shift_b * dl
     out[GS_A] = n * ln
-    if changed:
-        out[GS_B] = n * ov
+    if sh != 0:
+        out[GS_B] = n * max(0, ln - abs(sh))
         out[GS_C] = 0.0
     else:
         out[GS_B] = 0.0
@@ -440,60 +514,26 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
 
 
 @njit(cache=True)
-def _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, delta, slab_frac=1.0):
-    """Sum over the events described by ``roles`` of the tensor's new-tile size (``delta=False``) or of
-    its delta against the previous tile (``delta=True``), per Timeloop's AAHR rule: an unchanged tile
-    costs nothing, a tile that changed in exactly one data-space dim costs the new slab, else the whole
-    new tile. Per group ``A`` sums the new lengths, ``B`` the overlaps where the group changed, ``C`` the
-    lengths where it did not; events factor over groups, so the total is
-    ``prod(A) - prod(C) - slab_frac * sum_g B_g * prod_{h != g} C_h``, where ``slab_frac`` is the share of
-    these events at which Timeloop keeps the overlap (see :func:`_slab_fractions`)."""
+def _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, dl, dn):
+    """Sum over the configurations described by ``roles`` of the tensor's tile size (no delta)."""
     ng = 0
-    for g in range(MAX_GROUPS):
-        kind = GROUPS[t, g, 0]
-        if kind == GK_NONE:
-            break
-        da = GROUPS[t, g, 1]
-        db = GROUPS[t, g, 2]
-        _group_sums(kind, da, db, lp, cover, ext[da], ext[db], loops, n_loops, roles, idx, gsum[g])
+    while ng < MAX_GROUPS and GROUPS[t, ng, 0] != GK_NONE:
+        da = GROUPS[t, ng, 1]
+        db = GROUPS[t, ng, 2]
+        _group_sums(GROUPS[t, ng, 0], da, db, lp, cover, ext[da], ext[db], loops, n_loops, roles, idx, gsum[ng],
+                    dl, dn, 0)
         ng += 1
-    total = 1.0
-    for g in range(ng):
-        total *= gsum[g, GS_A]
-    if not delta or total == 0.0:
-        return total
-    same = 1.0
-    for g in range(ng):
-        same *= gsum[g, GS_C]
-    total -= same
-    for g in range(ng):
-        if gsum[g, GS_B] == 0.0:
-            continue
-        term = gsum[g, GS_B]
-        for h in range(ng):
-            if h != g:
-                term *= gsum[h, GS_C]
-        total -= slab_frac * term
-    return total
+    return _combine(gsum, ng, False, 1.0)
+
 
 #: Move classes of one temporal step for one tensor (state codes of Timeloop's gradient are >= MV_SLAB).
 MV_NONE, MV_FULL, MV_SLAB = 0, 1, 2
 
 
-@njit(cache=True)
-def _move_class(t, lp, ext, loops, n_loops, tile_level, i):
-    """How the tile moves when temporal loop ``i`` steps and the temporal loops inside it (above the tile)
-    reset: ``MV_NONE`` (unchanged), ``MV_FULL`` (no overlap, or several data-space dims change), or
-    ``MV_SLAB + 2*group + (direction > 0)`` (one window dim slides with overlap)."""
-    shift = np.zeros(NUM_DIMS, dtype=np.int64)
-    for j in range(i, n_loops):
-        if loops[j, LO_LEVEL] >= tile_level or loops[j, LO_SPATIAL] == 1:
-            continue
-        d = loops[j, LO_DIM]
-        if j == i:
-            shift[d] += loops[j, LO_STEP]
-        else:
-            shift[d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
+@njit(cache=True, inline="always")
+def _window_class(t, lp, ext, shift):
+    """Move class of a tile for per-dim offset changes ``shift``: ``MV_NONE``, ``MV_FULL`` (no overlap, or
+    several data-space dims change), or ``MV_SLAB + 2*group + (direction > 0)`` (one window slides)."""
     changed = 0
     code = MV_NONE
     for g in range(MAX_GROUPS):
@@ -534,7 +574,8 @@ def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
     Timeloop (AAHR point sets, ``RESET_ON_GRADIENT_CHANGE``) remembers the direction of a tile's last
     slide; a slide in another dim or direction refetches the whole tile and forgets the direction, as
     do unchanged or non-overlapping steps. The step sequence of the loops above the tile is walked per
-    loop sweep with the state carried along (a sweep whose start state repeats is extrapolated)."""
+    loop sweep with the state carried along (a sweep whose start state repeats is extrapolated).
+    Returns whether any step slides (else ``frac`` is untouched)."""
     m = 0
     tl = np.empty(n_loops, dtype=np.int64)
     for j in range(n_loops):
@@ -542,69 +583,124 @@ def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
             tl[m] = j
             m += 1
     if m == 0:
-        return
+        return False
     mv = np.empty(m, dtype=np.int64)
+    shift = np.zeros(NUM_DIMS, dtype=np.int64)
+    reset = np.zeros(NUM_DIMS, dtype=np.int64)
     has_slab = False
-    for k in range(m):
-        mv[k] = _move_class(t, lp, ext, loops, n_loops, tile_level, tl[k])
+    for k in range(m - 1, -1, -1):  # inner loops reset when an outer one steps
+        j = tl[k]
+        d = loops[j, LO_DIM]
+        for q in range(NUM_DIMS):
+            shift[q] = reset[q]
+        shift[d] += loops[j, LO_STEP]
+        mv[k] = _window_class(t, lp, ext, shift)
         if mv[k] >= MV_SLAB:
             has_slab = True
+        reset[d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
     if not has_slab:
-        return
-    # sweep(loop k, start state) -> (end state, allowed steps per loop), innermost loop first
-    n_states = MV_SLAB + 2 * MAX_GROUPS
-    memo_final = np.full((m, n_states), -1, dtype=np.int64)
+        return False
+    # compact state codes: 0 (no direction) and each slide class present
+    codes = np.zeros(m + 1, dtype=np.int64)
+    n_states = 1
+    for k in range(m):
+        if mv[k] >= MV_SLAB:
+            seen = False
+            for q in range(n_states):
+                if codes[q] == mv[k]:
+                    seen = True
+            if not seen:
+                codes[n_states] = mv[k]
+                n_states += 1
+    mvs = np.full(m, -1, dtype=np.int64)  # state index of each loop's slide (-1: not a slide)
+    for k in range(m):
+        for q in range(1, n_states):
+            if codes[q] == mv[k]:
+                mvs[k] = q
+    # sweep(loop k, start state) -> end state and allowed slides per loop, innermost loop first
+    memo_final = np.zeros((m, n_states), dtype=np.int64)
     memo_allowed = np.zeros((m, n_states, m), dtype=np.float64)
+    inc = np.zeros(m, dtype=np.float64)
+    last_inc = np.zeros(m, dtype=np.float64)
     for k in range(m - 1, -1, -1):
         b = loops[tl[k], LO_BOUND]
         for s0 in range(n_states):
-            acc = np.zeros(m, dtype=np.float64)
+            acc = memo_allowed[k, s0]
             state = s0
             if k + 1 < m:
-                acc += memo_allowed[k + 1, state]
+                acc[:] = memo_allowed[k + 1, state]
                 state = memo_final[k + 1, state]
-            last_inc = np.zeros(m, dtype=np.float64)
             prev = -1
             it = 1
             while it < b:
                 if state == prev:
                     # this iteration starts like the previous one: the rest repeat it
-                    acc += (b - it) * last_inc
+                    for q in range(m):
+                        acc[q] += (b - it) * last_inc[q]
                     break
                 prev = state
-                inc = np.zeros(m, dtype=np.float64)
+                inc[:] = 0.0
                 st = state
-                if mv[k] >= MV_SLAB and (st == 0 or st == mv[k]):
+                if mvs[k] >= 0 and (st == 0 or st == mvs[k]):
                     inc[k] += 1.0
-                    st = mv[k]
+                    st = mvs[k]
                 else:
                     st = 0
                 if k + 1 < m:
-                    inc += memo_allowed[k + 1, st]
+                    for q in range(m):
+                        inc[q] += memo_allowed[k + 1, st, q]
                     st = memo_final[k + 1, st]
-                acc += inc
-                last_inc = inc
+                for q in range(m):
+                    acc[q] += inc[q]
+                    last_inc[q] = inc[q]
                 state = st
                 it += 1
             memo_final[k, s0] = state
-            memo_allowed[k, s0] = acc
-    tot = memo_allowed[0, 0]
     outer = 1.0
     for k in range(m):
         b = loops[tl[k], LO_BOUND]
         steps = outer * (b - 1)
         if steps > 0:
-            frac[tl[k]] = tot[k] / steps
+            frac[tl[k]] = memo_allowed[0, 0, k] / steps
         outer *= b
+    return True
+
+
+@njit(cache=True, inline="always")
+def _combine(gsum, ng, delta, slab_frac):
+    """Event total from the group sums (see :func:`_event_total`)."""
+    total = 1.0
+    for g in range(ng):
+        total *= gsum[g, GS_A]
+    if not delta or total == 0.0:
+        return total
+    same = 1.0
+    for g in range(ng):
+        same *= gsum[g, GS_C]
+    total -= same
+    for g in range(ng):
+        if gsum[g, GS_B] == 0.0:
+            continue
+        term = gsum[g, GS_B]
+        for h in range(ng):
+            if h != g:
+                term *= gsum[h, GS_C]
+        total -= slab_frac * term
+    return total
 
 
 @njit(cache=True)
-def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only):
+def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only, frac, dl, dn):
     """Words entering a tile level over time (delta rule), totalled over instances.
 
     Loops of levels ``< tile_level`` are above the tile; spatial loops of levels ``>= dedup_from`` among them
     are siblings under one parent (identical tiles count once). ``first_only``: count the initial tile only.
+    Events are walked outermost loop first; between consecutive events only two loops change role, so only
+    their groups are recomputed.
     """
+    ng = 0
+    while ng < MAX_GROUPS and GROUPS[t, ng, 0] != GK_NONE:
+        ng += 1
     for j in range(n_loops):
         if loops[j, LO_LEVEL] >= tile_level:
             roles[j] = RO_SKIP
@@ -612,29 +708,51 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
             roles[j] = RO_DEDUP if loops[j, LO_LEVEL] >= dedup_from else RO_FREE
         else:
             roles[j] = RO_ZERO
-    total = _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, False)
+    wd = np.zeros(MAX_GROUPS, dtype=np.int64)  # distinct sibling windows, fixed for this transfer
+    for g in range(ng):
+        kind = GROUPS[t, g, 0]
+        if kind == GK_WINDOW_H or kind == GK_WINDOW_W:
+            wd[g] = _distinct_window(lp, kind, GROUPS[t, g, 1], GROUPS[t, g, 2], loops, n_loops, roles)
+    for g in range(ng):
+        _group_sums(GROUPS[t, g, 0], GROUPS[t, g, 1], GROUPS[t, g, 2], lp, cover, ext[GROUPS[t, g, 1]],
+                    ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum[g], dl, dn, wd[g])
+    total = _combine(gsum, ng, False, 1.0)
     if first_only:
         return total
-    frac = np.ones(n_loops, dtype=np.float64)
-    _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac)
-    for i in range(n_loops):
-        if loops[i, LO_LEVEL] >= tile_level or loops[i, LO_SPATIAL] == 1:
-            continue
+    sliding = False
+    if t == T_INPUTS:
         for j in range(n_loops):
-            if loops[j, LO_LEVEL] >= tile_level or loops[j, LO_SPATIAL] == 1:
-                continue
-            if j < i:
-                roles[j] = RO_FREE
-            elif j == i:
-                roles[j] = RO_STEP
-            else:
-                roles[j] = RO_RESET
-        total += _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, True, frac[i])
+            frac[j] = 1.0
+        sliding = _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac)
+    prev = -1
+    for i in range(n_loops):
+        if roles[i] != RO_ZERO and not (prev >= 0 and roles[i] == RO_RESET):
+            continue
+        if prev < 0:
+            for j in range(n_loops):
+                if roles[j] == RO_ZERO:
+                    roles[j] = RO_RESET
+            roles[i] = RO_STEP
+            for g in range(ng):
+                _group_sums(GROUPS[t, g, 0], GROUPS[t, g, 1], GROUPS[t, g, 2], lp, cover, ext[GROUPS[t, g, 1]],
+                            ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum[g], dl, dn, wd[g])
+        else:
+            roles[prev] = RO_FREE
+            roles[i] = RO_STEP
+            g1 = DIM_GROUP[t, loops[prev, LO_DIM]]
+            g2 = DIM_GROUP[t, loops[i, LO_DIM]]
+            _group_sums(GROUPS[t, g1, 0], GROUPS[t, g1, 1], GROUPS[t, g1, 2], lp, cover, ext[GROUPS[t, g1, 1]],
+                        ext[GROUPS[t, g1, 2]], loops, n_loops, roles, idx, gsum[g1], dl, dn, wd[g1])
+            if g2 != g1:
+                _group_sums(GROUPS[t, g2, 0], GROUPS[t, g2, 1], GROUPS[t, g2, 2], lp, cover, ext[GROUPS[t, g2, 1]],
+                            ext[GROUPS[t, g2, 2]], loops, n_loops, roles, idx, gsum[g2], dl, dn, wd[g2])
+        prev = i
+        total += _combine(gsum, ng, True, frac[i] if sliding else 1.0)
     return total
 
 
 @njit(cache=True)
-def _op_accesses(t, lp, cover, loops, n_loops, dedup_from, roles, idx, gsum, ext1):
+def _op_accesses(t, lp, cover, loops, n_loops, dedup_from, roles, idx, gsum, ext1, dl, dn):
     """Operand accesses of the operations (one per valid MAC), merged over MAC instances below level
     ``dedup_from`` that use the same element (multicast / spatial reduction)."""
     for j in range(n_loops):
@@ -642,11 +760,11 @@ def _op_accesses(t, lp, cover, loops, n_loops, dedup_from, roles, idx, gsum, ext
             roles[j] = RO_DEDUP
         else:
             roles[j] = RO_FREE
-    return _event_total(t, lp, cover, ext1, loops, n_loops, roles, idx, gsum, False)
+    return _event_total(t, lp, cover, ext1, loops, n_loops, roles, idx, gsum, dl, dn)
 
 
 @njit(cache=True)
-def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum):
+def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum, dl, dn):
     """Distinct elements a level holds over time, totalled over its instances."""
     for j in range(n_loops):
         if loops[j, LO_LEVEL] >= tile_level:
@@ -655,7 +773,7 @@ def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum):
             roles[j] = RO_FREE
         else:
             roles[j] = RO_UNION
-    return _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, False)
+    return _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, dl, dn)
 
 
 @njit(cache=True, inline="always")
@@ -711,6 +829,12 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
             metrics[MT_BAD_LEVEL] = 0
             return BAD_KEEP
     n_loops = build_loops(tfac, sfac, order, n_levels, loops)
+    dl = np.empty((NUM_DIMS, MAX_LOOPS), dtype=np.int64)
+    dn = np.zeros(NUM_DIMS, dtype=np.int64)
+    for j in range(n_loops):
+        d = loops[j, LO_DIM]
+        dl[d, dn[d]] = j
+        dn[d] += 1
 
     # --- capacity ---
     for l in range(n_levels):
@@ -745,6 +869,7 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
         macs *= lp[d]
     ext1 = np.ones(NUM_DIMS, dtype=np.int64)
     chain = np.empty(MAX_LEVELS, dtype=np.int64)
+    frac = np.ones(MAX_LOOPS, dtype=np.float64)
     for t in range(NUM_TENSORS):
         nc = 0
         for l in range(n_levels):
@@ -772,9 +897,9 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
                     for m in range(child, n_levels):
                         e *= tfac[m, d] * sfac[m, d]
                     ext[d] = e
-                served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False)
+                served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False, frac, dl, dn)
             else:
-                served = _op_accesses(t, lp, cover, loops, n_loops, l, roles, idx, gsum, ext1)
+                served = _op_accesses(t, lp, cover, loops, n_loops, l, roles, idx, gsum, ext1, dl, dn)
             for d in range(NUM_DIMS):
                 e = 1
                 for m in range(l, n_levels):
@@ -782,9 +907,9 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
                 ext[d] = e
             if c > 0:
                 counts[l, t, CT_FILLS] = _transfers(t, lp, cover, ext, loops, n_loops, l, n_levels, roles,
-                                                    idx, gsum, False)
+                                                    idx, gsum, False, frac, dl, dn)
             if t == T_OUTPUTS:
-                part = _partition(t, lp, cover, ext, loops, n_loops, l, roles, idx, gsum)
+                part = _partition(t, lp, cover, ext, loops, n_loops, l, roles, idx, gsum, dl, dn)
                 counts[l, t, CT_PARTITION] = part
                 counts[l, t, CT_UPDATES] = served
                 counts[l, t, CT_READS] = served - part
