@@ -528,6 +528,10 @@ def _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, dl, dn):
 
 #: Move classes of one temporal step for one tensor (state codes of Timeloop's gradient are >= MV_SLAB).
 MV_NONE, MV_FULL, MV_SLAB = 0, 1, 2
+#: Gradient states: none, or a slide class (direction in one window group).
+MAX_STATES = 1 + 2 * MAX_GROUPS
+#: Int scratch of :func:`_slab_fractions`.
+SLAB_INT_SCRATCH = 4 * MAX_LOOPS + 2 * NUM_DIMS + 1
 
 
 @njit(cache=True, inline="always")
@@ -568,25 +572,28 @@ def _window_class(t, lp, ext, shift):
 
 
 @njit(cache=True)
-def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
+def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final, memo_allowed, sf):
     """Per temporal loop above the tile, the share of its steps at which the tile keeps its overlap.
 
     Timeloop (AAHR point sets, ``RESET_ON_GRADIENT_CHANGE``) remembers the direction of a tile's last
     slide; a slide in another dim or direction refetches the whole tile and forgets the direction, as
     do unchanged or non-overlapping steps. The step sequence of the loops above the tile is walked per
     loop sweep with the state carried along (a sweep whose start state repeats is extrapolated).
-    Returns whether any step slides (else ``frac`` is untouched)."""
+    Returns whether any step slides (else ``frac`` is untouched). Scratch: ``si`` (int64,
+    :data:`SLAB_INT_SCRATCH`), ``memo_final[MAX_LOOPS, MAX_STATES]``, ``memo_allowed[MAX_LOOPS, MAX_STATES,
+    MAX_LOOPS]``, ``sf`` (float64, 2 * MAX_LOOPS)."""
     m = 0
-    tl = np.empty(n_loops, dtype=np.int64)
+    tl = si[0:MAX_LOOPS]
     for j in range(n_loops):
         if loops[j, LO_LEVEL] < tile_level and loops[j, LO_SPATIAL] == 0:
             tl[m] = j
             m += 1
     if m == 0:
         return False
-    mv = np.empty(m, dtype=np.int64)
-    shift = np.zeros(NUM_DIMS, dtype=np.int64)
-    reset = np.zeros(NUM_DIMS, dtype=np.int64)
+    mv = si[MAX_LOOPS:2 * MAX_LOOPS]
+    shift = si[2 * MAX_LOOPS:2 * MAX_LOOPS + NUM_DIMS]
+    reset = si[2 * MAX_LOOPS + NUM_DIMS:2 * MAX_LOOPS + 2 * NUM_DIMS]
+    reset[:] = 0
     has_slab = False
     for k in range(m - 1, -1, -1):  # inner loops reset when an outer one steps
         j = tl[k]
@@ -601,7 +608,8 @@ def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
     if not has_slab:
         return False
     # compact state codes: 0 (no direction) and each slide class present
-    codes = np.zeros(m + 1, dtype=np.int64)
+    codes = si[2 * MAX_LOOPS + 2 * NUM_DIMS:3 * MAX_LOOPS + 2 * NUM_DIMS + 1]
+    codes[0] = 0
     n_states = 1
     for k in range(m):
         if mv[k] >= MV_SLAB:
@@ -612,24 +620,28 @@ def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
             if not seen:
                 codes[n_states] = mv[k]
                 n_states += 1
-    mvs = np.full(m, -1, dtype=np.int64)  # state index of each loop's slide (-1: not a slide)
+    mvs = si[3 * MAX_LOOPS + 2 * NUM_DIMS + 1:4 * MAX_LOOPS + 2 * NUM_DIMS + 1]
+    for k in range(m):
+        mvs[k] = -1  # state index of each loop's slide (-1: not a slide)
     for k in range(m):
         for q in range(1, n_states):
             if codes[q] == mv[k]:
                 mvs[k] = q
     # sweep(loop k, start state) -> end state and allowed slides per loop, innermost loop first
-    memo_final = np.zeros((m, n_states), dtype=np.int64)
-    memo_allowed = np.zeros((m, n_states, m), dtype=np.float64)
-    inc = np.zeros(m, dtype=np.float64)
-    last_inc = np.zeros(m, dtype=np.float64)
+    inc = sf[0:MAX_LOOPS]
+    last_inc = sf[MAX_LOOPS:2 * MAX_LOOPS]
     for k in range(m - 1, -1, -1):
         b = loops[tl[k], LO_BOUND]
         for s0 in range(n_states):
             acc = memo_allowed[k, s0]
             state = s0
             if k + 1 < m:
-                acc[:] = memo_allowed[k + 1, state]
+                for q in range(m):
+                    acc[q] = memo_allowed[k + 1, state, q]
                 state = memo_final[k + 1, state]
+            else:
+                for q in range(m):
+                    acc[q] = 0.0
             prev = -1
             it = 1
             while it < b:
@@ -639,7 +651,8 @@ def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac):
                         acc[q] += (b - it) * last_inc[q]
                     break
                 prev = state
-                inc[:] = 0.0
+                for q in range(m):
+                    inc[q] = 0.0
                 st = state
                 if mvs[k] >= 0 and (st == 0 or st == mvs[k]):
                     inc[k] += 1.0
@@ -690,7 +703,8 @@ def _combine(gsum, ng, delta, slab_frac):
 
 
 @njit(cache=True)
-def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only, frac, dl, dn):
+def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only, frac, dl, dn,
+               wd, si, memo_final, memo_allowed, sf):
     """Words entering a tile level over time (delta rule), totalled over instances.
 
     Loops of levels ``< tile_level`` are above the tile; spatial loops of levels ``>= dedup_from`` among them
@@ -708,8 +722,8 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
             roles[j] = RO_DEDUP if loops[j, LO_LEVEL] >= dedup_from else RO_FREE
         else:
             roles[j] = RO_ZERO
-    wd = np.zeros(MAX_GROUPS, dtype=np.int64)  # distinct sibling windows, fixed for this transfer
-    for g in range(ng):
+    for g in range(ng):  # distinct sibling windows, fixed for this transfer
+        wd[g] = 0
         kind = GROUPS[t, g, 0]
         if kind == GK_WINDOW_H or kind == GK_WINDOW_W:
             wd[g] = _distinct_window(lp, kind, GROUPS[t, g, 1], GROUPS[t, g, 2], loops, n_loops, roles)
@@ -723,7 +737,7 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
     if t == T_INPUTS:
         for j in range(n_loops):
             frac[j] = 1.0
-        sliding = _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac)
+        sliding = _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final, memo_allowed, sf)
     prev = -1
     for i in range(n_loops):
         if roles[i] != RO_ZERO and not (prev >= 0 and roles[i] == RO_RESET):
@@ -779,30 +793,32 @@ def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum, 
 @njit(cache=True, inline="always")
 def _tile_words(t, lp, ext):
     """Words of the largest tile (at offset 0) with extents ``ext``."""
-    b = np.empty(NUM_DIMS, dtype=np.int64)
-    for d in range(NUM_DIMS):
-        b[d] = min(ext[d], lp[d])
     if t == T_WEIGHTS:
-        return b[DIM_G] * b[DIM_K] * b[DIM_C] * b[DIM_R] * b[DIM_S]
+        return (min(ext[DIM_G], lp[DIM_G]) * min(ext[DIM_K], lp[DIM_K]) * min(ext[DIM_C], lp[DIM_C])
+                * min(ext[DIM_R], lp[DIM_R]) * min(ext[DIM_S], lp[DIM_S]))
     if t == T_OUTPUTS:
-        return b[DIM_N] * b[DIM_G] * b[DIM_K] * b[DIM_P] * b[DIM_Q]
-    h = (b[DIM_P] - 1) * lp[LP_STRIDE_H] + (b[DIM_R] - 1) * lp[LP_DIL_H] + 1
-    w = (b[DIM_Q] - 1) * lp[LP_STRIDE_W] + (b[DIM_S] - 1) * lp[LP_DIL_W] + 1
-    return b[DIM_N] * b[DIM_G] * b[DIM_C] * h * w
+        return (min(ext[DIM_N], lp[DIM_N]) * min(ext[DIM_G], lp[DIM_G]) * min(ext[DIM_K], lp[DIM_K])
+                * min(ext[DIM_P], lp[DIM_P]) * min(ext[DIM_Q], lp[DIM_Q]))
+    h = (min(ext[DIM_P], lp[DIM_P]) - 1) * lp[LP_STRIDE_H] + (min(ext[DIM_R], lp[DIM_R]) - 1) * lp[LP_DIL_H] + 1
+    w = (min(ext[DIM_Q], lp[DIM_Q]) - 1) * lp[LP_STRIDE_W] + (min(ext[DIM_S], lp[DIM_S]) - 1) * lp[LP_DIL_W] + 1
+    return min(ext[DIM_N], lp[DIM_N]) * min(ext[DIM_G], lp[DIM_G]) * min(ext[DIM_C], lp[DIM_C]) * h * w
 
 
 @njit(cache=True)
 def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_axes, order, keep,
-                  metrics, counts, loops, roles, idx, gsum, ext, cover):
+                  metrics, counts, loops, roles, idx, gsum, ext, cover, ws):
     """Evaluate one mapping on one hierarchy. Returns a validity code; fills ``metrics`` / ``counts``.
 
     ``tfac[l, d]``, ``sfac_axes[l, a, d]``, ``order[l, :]``, ``keep[l, t]`` (mapping's bypass choice; a level
     keeps a tensor when both the architecture and the mapping say so). Scratch: ``loops[MAX_LOOPS,
     LO_SIZE]``, ``roles[MAX_LOOPS]``, ``idx[MAX_LOOPS]``, ``gsum[MAX_GROUPS, 3]``, ``ext[NUM_DIMS]``,
-    ``cover[NUM_DIMS]`` (int64 / float64 as named)."""
+    ``cover[NUM_DIMS]`` (int64 / float64 as named), and ``ws`` from :func:`workspace`."""
+    sfac, dl, dn, ext1, chain, frac, wd, ev, si, memo_final, memo_allowed, sf = ws
     metrics[MT_BAD_LEVEL] = -1.0
     # --- spatial legality and per-level spatial products ---
-    sfac = np.ones((MAX_LEVELS, NUM_DIMS), dtype=np.int64)
+    for l in range(MAX_LEVELS):
+        for d in range(NUM_DIMS):
+            sfac[l, d] = 1
     for l in range(n_levels):
         for a in range(MAX_AXES):
             prod = 1
@@ -829,8 +845,7 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
             metrics[MT_BAD_LEVEL] = 0
             return BAD_KEEP
     n_loops = build_loops(tfac, sfac, order, n_levels, loops)
-    dl = np.empty((NUM_DIMS, MAX_LOOPS), dtype=np.int64)
-    dn = np.zeros(NUM_DIMS, dtype=np.int64)
+    dn[:] = 0
     for j in range(n_loops):
         d = loops[j, LO_DIM]
         dl[d, dn[d]] = j
@@ -867,9 +882,7 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
     macs = 1.0
     for d in range(NUM_DIMS):
         macs *= lp[d]
-    ext1 = np.ones(NUM_DIMS, dtype=np.int64)
-    chain = np.empty(MAX_LEVELS, dtype=np.int64)
-    frac = np.ones(MAX_LOOPS, dtype=np.float64)
+    ext1[:] = 1
     for t in range(NUM_TENSORS):
         nc = 0
         for l in range(n_levels):
@@ -897,7 +910,8 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
                     for m in range(child, n_levels):
                         e *= tfac[m, d] * sfac[m, d]
                     ext[d] = e
-                served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False, frac, dl, dn)
+                served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False, frac, dl, dn,
+                                    wd, si, memo_final, memo_allowed, sf)
             else:
                 served = _op_accesses(t, lp, cover, loops, n_loops, l, roles, idx, gsum, ext1, dl, dn)
             for d in range(NUM_DIMS):
@@ -907,7 +921,8 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
                 ext[d] = e
             if c > 0:
                 counts[l, t, CT_FILLS] = _transfers(t, lp, cover, ext, loops, n_loops, l, n_levels, roles,
-                                                    idx, gsum, False, frac, dl, dn)
+                                                    idx, gsum, False, frac, dl, dn, wd, si, memo_final,
+                                                    memo_allowed, sf)
             if t == T_OUTPUTS:
                 part = _partition(t, lp, cover, ext, loops, n_loops, l, roles, idx, gsum, dl, dn)
                 counts[l, t, CT_PARTITION] = part
@@ -982,7 +997,6 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
             continue
         # folds: tile changes of the most stationary tensor at the level below the systolic fanout
         below = l + 1
-        ev = np.empty(NUM_TENSORS, dtype=np.float64)
         for t in range(NUM_TENSORS):
             e = 1.0
             run = True
@@ -1062,11 +1076,31 @@ def evaluate_nest_batch(lp, n_levels, ai, af, conn, e_mac, temporal, spatial, or
     gsum = np.zeros((MAX_GROUPS, 3), dtype=np.float64)
     ext = np.zeros(NUM_DIMS, dtype=np.int64)
     cover = np.zeros(NUM_DIMS, dtype=np.int64)
+    ws = workspace()
     for i in range(n):
         codes[i] = evaluate_nest(lp, n_levels, ai, af, conn, e_mac, temporal[i], spatial[i], order[i], keep[i],
-                                    metrics[i], counts[i], loops, roles, idx, gsum, ext, cover)
+                                 metrics[i], counts[i], loops, roles, idx, gsum, ext, cover, ws)
     return codes, metrics, counts
 
+
+
+@njit(cache=True)
+def workspace():
+    """Per-thread work arrays of :func:`evaluate_nest` (allocated once per batch, not per mapping)."""
+    return (
+        np.ones((MAX_LEVELS, NUM_DIMS), dtype=np.int64),  # spatial factor per level and dim
+        np.zeros((NUM_DIMS, MAX_LOOPS), dtype=np.int64),  # loops of each dim
+        np.zeros(NUM_DIMS, dtype=np.int64),
+        np.ones(NUM_DIMS, dtype=np.int64),  # unit extents (operations)
+        np.zeros(MAX_LEVELS, dtype=np.int64),  # chain of levels keeping a tensor
+        np.ones(MAX_LOOPS, dtype=np.float64),  # slide fractions
+        np.zeros(MAX_GROUPS, dtype=np.int64),  # distinct sibling windows
+        np.zeros(NUM_TENSORS, dtype=np.float64),  # fold events
+        np.zeros(SLAB_INT_SCRATCH, dtype=np.int64),
+        np.empty((MAX_LOOPS, MAX_STATES), dtype=np.int64),
+        np.empty((MAX_LOOPS, MAX_STATES, MAX_LOOPS), dtype=np.float64),
+        np.zeros(2 * MAX_LOOPS, dtype=np.float64),
+    )
 
 
 def scratch() -> tuple[np.ndarray, ...]:
@@ -1158,12 +1192,12 @@ def family_fits(lp, temporal, spatial, lvl, n_levels, ai, af):
 
 @njit(cache=True)
 def family_evaluate_one(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, metrics, counts,
-                        tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover):
+                        tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover, ws):
     """Evaluate a 3-level mapping on a family hierarchy; fills ``metrics`` (:data:`FAMILY_METRICS`) and
     ``counts[3, 7]`` (:data:`FAMILY_ACCESS`) and returns a :data:`FAMILY_INVALID` code."""
     family_nest(temporal, spatial, order, n_levels, tf, sfa, od, kp)
     code = evaluate_nest(lp, n_levels, ai, af, conn, e_mac, tf, sfa, od, kp, nmet, ncnt, loops, roles, idx,
-                         gsum, ext, cover)
+                         gsum, ext, cover, ws)
     if code == BAD_CAPACITY:
         return F_BAD_L2 if nmet[MT_BAD_LEVEL] == F_L2 else F_BAD_L1
     if code != OK:
@@ -1226,10 +1260,11 @@ _FAMILY_CHUNK = 512
 @njit(cache=True)
 def _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts, lo, hi):
     tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover = family_scratch()
+    ws = workspace()
     for i in range(lo, hi):
         codes[i] = family_evaluate_one(lp, temporal[i], spatial[i], order[i], n_levels, ai, af, conn, e_mac,
                                        metrics[i], counts[i], tf, sfa, od, kp, nmet, ncnt, loops, roles, idx,
-                                       gsum, ext, cover)
+                                       gsum, ext, cover, ws)
 
 
 @njit(cache=True, parallel=True)

@@ -135,13 +135,14 @@ def _decode(genes, lp, n_levels, ai, af, conn_all, temporal, spatial, order):
 @njit(cache=True)
 def _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order, lo, hi):
     tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover = nk.family_scratch()
+    ws = nk.workspace()
     metrics = np.empty(len(nk.FAMILY_METRICS))
     counts = np.empty((nk.NUM_TENSORS, len(nk.FAMILY_ACCESS)))
     for i in range(lo, hi):
         _decode(genes[i], lp, n_levels, ai, af, conn, temporal[i], spatial[i], order[i])
         code = nk.family_evaluate_one(lp, temporal[i], spatial[i], order[i], n_levels, ai, af, conn, e_mac,
                                       metrics, counts, tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum,
-                                      ext, cover)
+                                      ext, cover, ws)
         fit[i] = metrics[metric] if code == 0 else np.inf
 
 
