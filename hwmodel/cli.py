@@ -150,7 +150,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     search.add_argument("--seed", type=int, help="search seed (default 0; layer i uses seed + i)")
     add_output_args(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, evaluate_parser=p)
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -162,7 +162,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.ert:
         raise ValueError("--ert applies only with --timeloop ARCH PROBLEM")
     if not args.accelerator:
-        raise ValueError("--accelerator is required (or give --timeloop ARCH PROBLEM)")
+        args.evaluate_parser.error("the following arguments are required: --accelerator (or --timeloop ARCH PROBLEM)")
     accel = load_accelerator(args.accelerator)
     layers = load_workload(args)
     if not layers:

@@ -35,7 +35,7 @@ def family_hierarchy(accel: Accelerator) -> Hierarchy:
     outer_bits = (wb, wb, accel.psum_bits)
     e_dram = table.dram_pj(wb)
     l2_bits = accel.l2_bytes * 8
-    e_l2 = table.sram_pj(l2_bits, wb)
+    e_l2 = table.sram_pj(max(l2_bits, wb), wb)  # (an L2 below one word is refused by the mappers, by name)
     dram = StorageLevel(
         name="DRAM", word_bits=wb, tensor_bits=outer_bits, network_bandwidth=accel.dram_bandwidth,
         read_pj=e_dram, fill_pj=e_dram, update_pj=e_dram, technology="DRAM",
@@ -49,7 +49,7 @@ def family_hierarchy(accel: Accelerator) -> Hierarchy:
     mb = 2 if accel.double_buffer[0] else 1
     stall = not accel.double_buffer[0]
     if accel.l1_partition is None:
-        e = table.sram_pj(accel.l1_words * wb, wb)
+        e = table.sram_pj(max(accel.l1_words, 1) * wb, wb)
         l1s = (StorageLevel(
             name="L1", capacity_bits=float(accel.l1_words * wb), word_bits=wb, multiple_buffering=mb,
             stall=stall, read_pj=e, fill_pj=e, update_pj=e,

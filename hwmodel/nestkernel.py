@@ -889,7 +889,8 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
             if keep[l, t] and arch_int[l, AI_KEEP_W + t]:
                 chain[nc] = l
                 nc += 1
-        for c in range(nc):
+        # innermost first, so a parent can reuse its child's fills when no fanout lies between them
+        for c in range(nc - 1, -1, -1):
             l = chain[c]
             inst = 1
             for m in range(l):
@@ -902,29 +903,34 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
                 ext[d] = e
             counts[l, t, CT_TILE] = _tile_words(t, lp, ext)
             counts[l, t, CT_INSTANCES] = inst
-            # what this level serves: the next kept level's fills, or the operations
-            if c + 1 < nc:
-                child = chain[c + 1]
-                for d in range(NUM_DIMS):
-                    e = 1
-                    for m in range(child, n_levels):
-                        e *= tfac[m, d] * sfac[m, d]
-                    ext[d] = e
-                served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False, frac, dl, dn,
-                                    wd, si, memo_final, memo_allowed, sf)
-            else:
-                served = _op_accesses(t, lp, cover, loops, n_loops, l, roles, idx, gsum, ext1, dl, dn)
-            for d in range(NUM_DIMS):
-                e = 1
-                for m in range(l, n_levels):
-                    e *= tfac[m, d] * sfac[m, d]
-                ext[d] = e
             if c > 0:
                 counts[l, t, CT_FILLS] = _transfers(t, lp, cover, ext, loops, n_loops, l, n_levels, roles,
                                                     idx, gsum, False, frac, dl, dn, wd, si, memo_final,
                                                     memo_allowed, sf)
             if t == T_OUTPUTS:
                 part = _partition(t, lp, cover, ext, loops, n_loops, l, roles, idx, gsum, dl, dn)
+            # what this level serves: the next kept level's fills (merged over identical siblings), or the
+            # operations
+            if c + 1 < nc:
+                child = chain[c + 1]
+                fanned = False
+                for m in range(l, child):
+                    for d in range(NUM_DIMS):
+                        if sfac[m, d] > 1:
+                            fanned = True
+                if not fanned:
+                    served = counts[child, t, CT_FILLS]
+                else:
+                    for d in range(NUM_DIMS):
+                        e = 1
+                        for m in range(child, n_levels):
+                            e *= tfac[m, d] * sfac[m, d]
+                        ext[d] = e
+                    served = _transfers(t, lp, cover, ext, loops, n_loops, child, l, roles, idx, gsum, False, frac,
+                                        dl, dn, wd, si, memo_final, memo_allowed, sf)
+            else:
+                served = _op_accesses(t, lp, cover, loops, n_loops, l, roles, idx, gsum, ext1, dl, dn)
+            if t == T_OUTPUTS:
                 counts[l, t, CT_PARTITION] = part
                 counts[l, t, CT_UPDATES] = served
                 counts[l, t, CT_READS] = served - part

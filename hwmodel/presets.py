@@ -11,16 +11,20 @@ import re
 
 from hwmodel.accelerator import Accelerator
 
-#: Eyeriss v1 (Chen et al., ISSCC/ISCA 2016): 12x14 PEs, row-stationary. Spads per PE: 12-entry ifmap,
-#: 224-entry filter, 24-entry psum; 108 KB global buffer; 16-bit data (as in the Timeloop eyeriss_like
-#: example, psums kept at 16 bits). Strict row stationary as NAAS (Lin et al., DAC 2021) models it: rows
-#: unroll filter rows R, columns output rows P (the chip also folds channels onto idle PE sets; the
-#: strict form is the baseline NAAS improves on). Assumed: 16 words/cycle between buffer and array
+#: Eyeriss v1 (Chen et al., ISSCC 2016 / JSSC 2017; ISCA 2016 for the dataflow): 12x14 PEs, row stationary,
+#: 16-bit data. Per PE: 12-entry ifmap, 224-entry filter and 24-entry psum scratchpads (single-buffered:
+#: the chip's spads are not ping-pong buffers, so the 12-entry ifmap spad holds a 12-entry tile); 108 KB
+#: global buffer. Rows unroll filter rows R and, by PE-set folding/replication, input channels C and
+#: filters K; columns unroll output rows P and filters K (the freedom Timeloop's eyeriss_like example
+#: gives its mapper: arch constraints of timeloop-accelergy-exercises@27850fc3, exercise 06). Our
+#: family keeps the three spads as per-tensor partitions at one level (same tile, own sizes and
+#: energies) and lets the buffer hold weights, which the chip streams past it (the Timeloop file in
+#: tests/fixtures/timeloop/06-* models both exactly). Assumed: 16 words/cycle between buffer and array
 #: (four 64-bit buses), 4 words/cycle DRAM (one 64-bit interface, as the Timeloop example's LPDDR4).
 EYERISS = Accelerator(
     name="eyeriss",
     array=(12, 14),
-    connectivity=(("R",), ("P",)),
+    connectivity=(("R", "C", "K"), ("P", "K")),
     l1_words=260,
     l1_partition=(224, 12, 24),
     l2_bytes=108 * 1024,
@@ -28,6 +32,7 @@ EYERISS = Accelerator(
     dram_bandwidth=4.0,
     word_bits=16,
     psum_bits=16,
+    double_buffer=(False, True),
 )
 
 #: NVDLA "nv_full"-style MAC array (NVIDIA Deep Learning Accelerator, nvdla.org hardware architecture):

@@ -179,8 +179,41 @@ def _write_hardware(tmp: Path, result: dict[str, Any], onnx_path: Path) -> dict[
         e["source_layer"] = sources[e["name"]]
         e["loop_nest"] = loop_nest(e["mapping"])
     atomic_write_json(tmp / "mapping.json", report)
+    _write_timeloop(tmp / "timeloop", accel, layers, mappings)
     (tmp / "mapping.csv").write_text(mapping_csv(report["layers"]))
     return report
+
+
+def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: list) -> None:
+    """``timeloop/``: the accelerator as a Timeloop architecture + ERT summary and, per layer, the problem and
+    mapping, so ``naas-hw evaluate --timeloop`` (or Timeloop) re-runs the design layer by layer."""
+    import re
+
+    from hwmodel.family import family_hierarchy, nest_mapping
+    from hwmodel.timeloop_export import architecture_yaml, ert_summary_yaml, mapping_yaml, problem_yaml
+
+    folder.mkdir()
+    hier = family_hierarchy(accel)
+    (folder / "arch.yaml").write_text(architecture_yaml(hier))
+    (folder / "ERT_summary.yaml").write_text(ert_summary_yaml(hier))
+    skipped = []
+    for layer, mapping in zip(layers, mappings):
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", layer.name) or "layer"
+        try:
+            text = mapping_yaml(hier, nest_mapping(accel, mapping))
+        except ValueError as exc:
+            skipped.append(f"{layer.name}: {exc}")
+            continue
+        (folder / f"{stem}.problem.yaml").write_text(problem_yaml(layer))
+        (folder / f"{stem}.map.yaml").write_text(text)
+    lines = ["Timeloop inputs of this design (hwmodel.timeloop_export): re-run one layer with",
+             "  naas-hw evaluate --timeloop arch.yaml LAYER.problem.yaml --mapping LAYER.map.yaml --ert ERT_summary.yaml --json",
+             "The format has one word width per level (partial sums are written at the level's word width) and no",
+             "per-word NoC energy, so cycles and energy can differ from mapping.json where those matter; the",
+             "per-level reads/fills/updates are the same."]
+    if skipped:
+        lines += ["", "Layers without a Timeloop mapping (no split form):", *skipped]
+    (folder / "README.txt").write_text("\n".join(lines) + "\n")
 
 
 def load_bundle(path: str | os.PathLike[str]) -> nn.Module:
