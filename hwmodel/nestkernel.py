@@ -738,6 +738,17 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
         for j in range(n_loops):
             frac[j] = 1.0
         sliding = _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final, memo_allowed, sf)
+    # an event changes nothing when the stepping loop and every temporal loop inside it (above the tile) run
+    # over dims that do not index the tensor and have no padding: walk them inside out
+    quiet = si  # quiet[j] = 1: the event of loop j moves nothing (slab scratch, free again here)
+    inner_quiet = True
+    for j in range(n_loops - 1, -1, -1):
+        if roles[j] == RO_ZERO:
+            d = loops[j, LO_DIM]
+            still = GROUPS[t, DIM_GROUP[t, d], 0] == GK_INDICATOR and cover[d] == lp[d]
+            inner_quiet = inner_quiet and still
+            quiet[j] = 1 if inner_quiet else 0
+    dirty = 0  # bitmask of groups whose sums are stale
     prev = -1
     for i in range(n_loops):
         if roles[i] != RO_ZERO and not (prev >= 0 and roles[i] == RO_RESET):
@@ -746,21 +757,20 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
             for j in range(n_loops):
                 if roles[j] == RO_ZERO:
                     roles[j] = RO_RESET
-            roles[i] = RO_STEP
-            for g in range(ng):
-                _group_sums(GROUPS[t, g, 0], GROUPS[t, g, 1], GROUPS[t, g, 2], lp, cover, ext[GROUPS[t, g, 1]],
-                            ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum[g], dl, dn, wd[g])
+                    dirty |= 1 << DIM_GROUP[t, loops[j, LO_DIM]]
         else:
             roles[prev] = RO_FREE
-            roles[i] = RO_STEP
-            g1 = DIM_GROUP[t, loops[prev, LO_DIM]]
-            g2 = DIM_GROUP[t, loops[i, LO_DIM]]
-            _group_sums(GROUPS[t, g1, 0], GROUPS[t, g1, 1], GROUPS[t, g1, 2], lp, cover, ext[GROUPS[t, g1, 1]],
-                        ext[GROUPS[t, g1, 2]], loops, n_loops, roles, idx, gsum[g1], dl, dn, wd[g1])
-            if g2 != g1:
-                _group_sums(GROUPS[t, g2, 0], GROUPS[t, g2, 1], GROUPS[t, g2, 2], lp, cover, ext[GROUPS[t, g2, 1]],
-                            ext[GROUPS[t, g2, 2]], loops, n_loops, roles, idx, gsum[g2], dl, dn, wd[g2])
+            dirty |= 1 << DIM_GROUP[t, loops[prev, LO_DIM]]
+        roles[i] = RO_STEP
+        dirty |= 1 << DIM_GROUP[t, loops[i, LO_DIM]]
         prev = i
+        if quiet[i]:
+            continue
+        for g in range(ng):
+            if (dirty >> g) & 1:
+                _group_sums(GROUPS[t, g, 0], GROUPS[t, g, 1], GROUPS[t, g, 2], lp, cover, ext[GROUPS[t, g, 1]],
+                            ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum[g], dl, dn, wd[g])
+        dirty = 0
         total += _combine(gsum, ng, True, frac[i] if sliding else 1.0)
     return total
 

@@ -11,12 +11,18 @@ JIT compile time is measured apart, in fresh interpreters pointed at an empty ``
 run compiles (cold), the second loads the cache that the first wrote (cached).
 
     .venv/bin/python scripts/bench_costmodel.py [--accelerators eyeriss,edgetpu] [--per-layer 40000]
+
+A second table times the general storage-hierarchy entry point on Timeloop's 5-level Eyeriss-like
+architecture (``tests/fixtures/timeloop/06-mapper-convlayer-eyeriss``: DRAM, 108 KB buffer, a bypassing
+array-row buffer, separate ifmap / weight / psum scratchpads) with random mappings of the same layers
+(``hwmodel.nest_search.random_mapping``), one thread.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -173,8 +179,55 @@ def main(argv: list[str] | None = None) -> int:
               f"| {per_cpu:,.0f} | {share:.2f} |")
     print("\nevals per CPU-s: mappings / process CPU time of the best pass; with 1 thread, the rate of one core that the"
           "\nprocess had to itself (CPU-s / wall-s < 1 means other processes took the rest of the core).")
+    hierarchy_rows(layers, max(1000, args.per_layer // 10), args.repeats, rng)
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
+
+
+EYERISS_LIKE = "tests/fixtures/timeloop/06-mapper-convlayer-eyeriss/_"
+
+
+def hierarchy_rows(layers, per_layer: int, repeats: int, rng: np.random.Generator) -> None:
+    """Evaluations/s of :func:`hwmodel.nestmodel.evaluate_nest_batch` on the 5-level Eyeriss-like hierarchy."""
+    from pathlib import Path
+
+    from hwmodel import nestkernel as nk
+    from hwmodel.nest_search import random_mapping
+    from hwmodel.nestmodel import evaluate_nest_batch
+    from hwmodel.timeloop_import import read_architecture
+    from hwmodel.ert import load_ert
+
+    root = Path(__file__).resolve().parent.parent / EYERISS_LIKE
+    hier = read_architecture(root / "arch" / "eyeriss_like.yaml", load_ert(root / "ref-output" / "timeloop-mapper.ERT_summary.yaml"))
+    from hwmodel.nestmodel import layer_params
+
+    ai, af, conn, e_mac = hier.arrays()
+
+    def packed(maps):
+        parts = [m.padded() for m in maps]
+        return [np.stack([p[k] for p in parts]) for k in range(4)]
+
+    batches = []
+    for layer in layers:
+        maps = [random_mapping(layer, hier, rng) for _ in range(per_layer)]
+        codes, _, _ = evaluate_nest_batch(layer, hier, maps)  # also compiles
+        valid = [m for m, c in zip(maps, codes) if c == nk.OK]
+        batches.append((layer_params(layer), packed(valid) if valid else None, packed(maps), len(valid), len(maps)))
+    n_all = sum(b[4] for b in batches)
+    n_valid = sum(b[3] for b in batches)
+    print(f"\nstorage-hierarchy kernel, {hier.name} ({len(hier.levels)} levels), {per_layer} random mappings per layer, "
+          "1 thread\n")
+    print("| mappings | count | evals/s (best CPU) |")
+    print("|---|---:|---:|")
+    for label, idx, n in (("all", 2, n_all), ("valid only", 1, n_valid)):
+        best = math.inf
+        for _ in range(repeats):
+            c0 = time.process_time()
+            for b in batches:
+                if b[idx] is not None:
+                    nk.evaluate_nest_batch(b[0], len(hier.levels), ai, af, conn, e_mac, *b[idx])
+            best = min(best, time.process_time() - c0)
+        print(f"| {label} | {n:,} | {n / best:,.0f} |")
 
 
 if __name__ == "__main__":
