@@ -469,7 +469,43 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
             out[GS_C] = _digit_count(lp[da], 1, loops, dl, dn, roles, da, True, True, full)
         return
     if cover[da] != lp[da] or cover[db] != lp[db]:
-        _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out)
+        # padded window: closed forms unless the window slides with overlap or has siblings to merge
+        shift_a = 0
+        shift_b = 0
+        moved = False
+        merge = False
+        for k in range(dn[da] + dn[db]):
+            j = dl[da, k] if k < dn[da] else dl[db, k - dn[da]]
+            r = roles[j]
+            b = loops[j, LO_BOUND]
+            st = loops[j, LO_STEP]
+            if r == RO_DEDUP:
+                merge = True
+            elif r == RO_STEP or r == RO_RESET:
+                moved = True
+                v = st if r == RO_STEP else -(b - 1) * st
+                if loops[j, LO_DIM] == da:
+                    shift_a += v
+                else:
+                    shift_b += v
+        if kind == GK_WINDOW_H:
+            s, dl_ = lp[LP_STRIDE_H], lp[LP_DIL_H]
+        else:
+            s, dl_ = lp[LP_STRIDE_W], lp[LP_DIL_W]
+        sh = abs(shift_a * s + shift_b * dl_)
+        longest = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl_ + 1
+        if merge or (moved and sh < longest):
+            _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out)
+            return
+        # sum of window lengths over the product of the P (a) and R (b) index sets
+        sa = _digit_count(lp[da], ea, loops, dl, dn, roles, da, False, False, False)
+        na = _digit_count(lp[da], 1, loops, dl, dn, roles, da, False, False, False)
+        sb = _digit_count(lp[db], eb, loops, dl, dn, roles, db, False, False, False)
+        nb = _digit_count(lp[db], 1, loops, dl, dn, roles, db, False, False, False)
+        a = s * (sa - na) * nb + dl_ * (sb - nb) * na + na * nb
+        out[GS_A] = a
+        out[GS_B] = 0.0
+        out[GS_C] = 0.0 if moved else a  # moved by at least the longest window: nothing in common
         return
     n = 1.0
     shift_a = 0
