@@ -739,6 +739,77 @@ def _combine(gsum, ng, delta, slab_frac):
 
 
 @njit(cache=True)
+def _transfers_unpadded(t, lp, ext, loops, n_loops, tile_level, roles, first_only, frac, si, memo_final,
+                        memo_allowed, sf):
+    """:func:`_transfers` when no dim iterated above the tile is padded: every tile has the full size, so an
+    event of loop ``i`` (it steps, the loops inside it reset) moves every tile the same way and the total is
+    ``instances * (tile + sum_i count_i * delta_i)``: O(loops). Roles are set by the caller."""
+    tile = float(_tile_words(t, lp, ext))
+    inst = 1.0
+    for j in range(n_loops):
+        r = roles[j]
+        if r == RO_FREE:
+            inst *= loops[j, LO_BOUND]
+        elif r == RO_DEDUP:
+            kind = GROUPS[t, DIM_GROUP[t, loops[j, LO_DIM]], 0]
+            if kind == GK_PLAIN:
+                inst *= loops[j, LO_BOUND]
+    for g in range(MAX_GROUPS):  # distinct sibling windows
+        kind = GROUPS[t, g, 0]
+        if kind == GK_WINDOW_H or kind == GK_WINDOW_W:
+            inst *= _distinct_window(lp, kind, GROUPS[t, g, 1], GROUPS[t, g, 2], loops, n_loops, roles)
+    if first_only:
+        return inst * tile
+    sliding = False
+    if t == T_INPUTS:
+        for j in range(n_loops):
+            frac[j] = 1.0
+        sliding = _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final, memo_allowed, sf)
+    # move class of each temporal loop's event, inside out (as in _slab_fractions)
+    shift = si[SLAB_INT_SCRATCH - NUM_DIMS:SLAB_INT_SCRATCH]
+    reset = sf  # float scratch, reused
+    for d in range(NUM_DIMS):
+        reset[d] = 0.0
+    total = tile
+    # events outer to inner need the product of the bounds of the loops before them: walk inner to outer and
+    # keep the per-event deltas, then combine outer to inner
+    deltas = sf[NUM_DIMS:NUM_DIMS + MAX_LOOPS]
+    for j in range(n_loops - 1, -1, -1):
+        if roles[j] != RO_ZERO:
+            continue
+        d = loops[j, LO_DIM]
+        for q in range(NUM_DIMS):
+            shift[q] = int(reset[q])
+        shift[d] += loops[j, LO_STEP]
+        mv = _window_class(t, lp, ext, shift)
+        if mv == MV_NONE:
+            deltas[j] = 0.0
+        elif mv == MV_FULL:
+            deltas[j] = tile
+        else:
+            g = (mv - MV_SLAB) // 2
+            da = GROUPS[t, g, 1]
+            db = GROUPS[t, g, 2]
+            if GROUPS[t, g, 0] == GK_WINDOW_H:
+                st, dl_ = lp[LP_STRIDE_H], lp[LP_DIL_H]
+            else:
+                st, dl_ = lp[LP_STRIDE_W], lp[LP_DIL_W]
+            ln = (min(ext[da], lp[da]) - 1) * st + (min(ext[db], lp[db]) - 1) * dl_ + 1
+            sh = abs(shift[da] * st + shift[db] * dl_)
+            f = frac[j] if sliding else 1.0
+            deltas[j] = tile - f * (tile / ln) * (ln - sh)
+        reset[d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
+    outer = 1.0
+    for j in range(n_loops):
+        if roles[j] != RO_ZERO:
+            continue
+        b = loops[j, LO_BOUND]
+        total += outer * (b - 1) * deltas[j]
+        outer *= b
+    return inst * total
+
+
+@njit(cache=True)
 def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only, frac, dl, dn,
                wd, si, memo_final, memo_allowed, sf):
     """Words entering a tile level over time (delta rule), totalled over instances.
@@ -751,13 +822,20 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
     ng = 0
     while ng < MAX_GROUPS and GROUPS[t, ng, 0] != GK_NONE:
         ng += 1
+    padded = False
     for j in range(n_loops):
         if loops[j, LO_LEVEL] >= tile_level:
             roles[j] = RO_SKIP
-        elif loops[j, LO_SPATIAL] == 1:
-            roles[j] = RO_DEDUP if loops[j, LO_LEVEL] >= dedup_from else RO_FREE
         else:
-            roles[j] = RO_ZERO
+            if cover[loops[j, LO_DIM]] != lp[loops[j, LO_DIM]]:
+                padded = True
+            if loops[j, LO_SPATIAL] == 1:
+                roles[j] = RO_DEDUP if loops[j, LO_LEVEL] >= dedup_from else RO_FREE
+            else:
+                roles[j] = RO_ZERO
+    if not padded:
+        return _transfers_unpadded(t, lp, ext, loops, n_loops, tile_level, roles, first_only, frac, si, memo_final,
+                                   memo_allowed, sf)
     for g in range(ng):  # distinct sibling windows, fixed for this transfer
         wd[g] = 0
         kind = GROUPS[t, g, 0]
