@@ -8,16 +8,37 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+import re
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwmodel.energy import EnergyTable, get_energy_table
 from hwmodel.layer import DIMS, TENSORS
+from hwmodel.validate import (
+    ACCELERATOR_SCHEMA_VERSION,
+    MAX_AXIS,
+    MAX_BANDWIDTH,
+    MAX_BITS,
+    MAX_BUFFER,
+    MAX_NAME,
+    MAX_PES,
+    MIN_BITS,
+    as_bool,
+    as_float,
+    as_int,
+    as_name,
+    load_spec_file,
+    prefixed,
+    show,
+    validate_model,
+)
 
-SCHEMA_VERSION = 1
+#: Accelerator file layout version written by :meth:`Accelerator.to_json`; newer files are refused.
+SCHEMA_VERSION = ACCELERATOR_SCHEMA_VERSION
 
 
 @dataclass(frozen=True)
@@ -58,67 +79,58 @@ class Accelerator:
     energy_table: str = "accelergy45"
 
     def __post_init__(self) -> None:
-        try:
-            array = tuple(int(a) for a in self.array)
-        except (TypeError, ValueError, OverflowError):
-            raise ValueError(f"Accelerator.array must be 1 to 3 integer axis sizes, got {self.array!r}") from None
-        if not 1 <= len(array) <= 3:
-            raise ValueError(f"Accelerator.array must have 1 to 3 axes, got {list(array)}")
-        if min(array) < 1:
-            raise ValueError(f"Accelerator.array sizes must be >= 1 (zero PEs is not an accelerator), got {list(array)}")
+        name = "Accelerator"
+        as_name(self.name, f"{name}.name")
+        if not isinstance(self.array, (tuple, list)) or not 1 <= len(self.array) <= 3:
+            raise ValueError(f"{name}.array must be 1 to 3 integer axis sizes, got {show(self.array)}")
+        array = tuple(as_int(a, f"{name}.array[{i}]", 1, MAX_AXIS) for i, a in enumerate(self.array))
+        if math.prod(array) > MAX_PES:
+            raise ValueError(f"{name}.array has {math.prod(array)} PEs in all; allowed: at most {MAX_PES}")
         object.__setattr__(self, "array", array)
-        try:
-            conn = tuple(tuple(str(d) for d in axis) for axis in self.connectivity)
-        except (TypeError, ValueError):
+        if not isinstance(self.connectivity, (tuple, list)) or not all(
+            isinstance(axis, (tuple, list)) and all(isinstance(d, str) for d in axis) for axis in self.connectivity
+        ):
             raise ValueError(
-                f"Accelerator.connectivity must list, per array axis, the dims it may unroll, got {self.connectivity!r}"
-            ) from None
+                f"{name}.connectivity must list, per array axis, the dims it may unroll, got {show(self.connectivity)}"
+            )
+        conn = tuple(tuple(axis) for axis in self.connectivity)
         if len(conn) != len(array):
             raise ValueError(
-                f"Accelerator.connectivity needs one entry per array axis ({len(array)}), got {len(conn)}"
+                f"{name}.connectivity needs one entry per array axis ({len(array)}), got {len(conn)}"
             )
         for a, axis in enumerate(conn):
             for d in axis:
                 if d not in DIMS:
-                    raise ValueError(f"Accelerator.connectivity[{a}] has unknown dim {d!r}; allowed: {', '.join(DIMS)}")
+                    raise ValueError(f"{name}.connectivity[{a}] has unknown dim {show(d)}; allowed: {', '.join(DIMS)}")
+            if len(set(axis)) != len(axis):
+                raise ValueError(f"{name}.connectivity[{a}] lists a dim twice: {list(axis)}")
         object.__setattr__(self, "connectivity", conn)
         if self.l1_partition is not None:
-            try:
-                part = tuple(int(v) for v in self.l1_partition)
-            except (TypeError, ValueError, OverflowError):
-                part = ()
-            if len(part) != 3 or min(part) < 1:
+            if not isinstance(self.l1_partition, (tuple, list)) or len(self.l1_partition) != 3:
                 raise ValueError(
-                    f"Accelerator.l1_partition must be 3 positive entry counts (weights, inputs, outputs), got {self.l1_partition}"
+                    f"{name}.l1_partition must be 3 positive entry counts (weights, inputs, outputs), "
+                    f"got {show(self.l1_partition)}"
                 )
+            part = tuple(as_int(v, f"{name}.l1_partition[{t}]", 1, MAX_BUFFER)
+                         for t, v in zip(TENSORS, self.l1_partition))
+            if sum(part) > MAX_BUFFER:
+                raise ValueError(f"{name}.l1_partition sums to {sum(part)} entries; allowed: at most {MAX_BUFFER}")
             object.__setattr__(self, "l1_partition", part)
             object.__setattr__(self, "l1_words", sum(part))
-        for name in ("l1_words", "l2_bytes", "word_bits", "psum_bits"):
-            v = getattr(self, name)
-            try:
-                iv = int(v)
-            except (TypeError, ValueError, OverflowError):
-                iv = 0
-            if isinstance(v, bool) or iv < 1:
-                raise ValueError(f"Accelerator.{name} must be an integer >= 1, got {v!r}")
-            object.__setattr__(self, name, iv)
-        for name in ("noc_bandwidth", "dram_bandwidth"):
-            raw = getattr(self, name)
-            try:
-                v = float(raw)
-            except (TypeError, ValueError, OverflowError):
-                v = math.nan
-            if not v > 0:
-                raise ValueError(f"Accelerator.{name} must be > 0 words/cycle, got {raw!r}")
-            object.__setattr__(self, name, v)
-        try:
-            db = tuple(bool(v) for v in self.double_buffer)
-        except (TypeError, ValueError):
-            db = ()
-        if len(db) != 2:
-            raise ValueError(f"Accelerator.double_buffer must be (l1, l2) flags, got {self.double_buffer}")
+        for field_ in ("l1_words", "l2_bytes"):
+            object.__setattr__(self, field_, as_int(getattr(self, field_), f"{name}.{field_}", 1, MAX_BUFFER))
+        for field_ in ("word_bits", "psum_bits"):
+            object.__setattr__(self, field_, as_int(getattr(self, field_), f"{name}.{field_}", MIN_BITS, MAX_BITS))
+        for field_ in ("noc_bandwidth", "dram_bandwidth"):
+            object.__setattr__(self, field_, as_float(getattr(self, field_), f"{name}.{field_}", MAX_BANDWIDTH,
+                                                      " words/cycle"))
+        if not isinstance(self.double_buffer, (tuple, list)) or len(self.double_buffer) != 2:
+            raise ValueError(f"{name}.double_buffer must be (l1, l2) flags, got {show(self.double_buffer)}")
+        db = tuple(as_bool(v, f"{name}.double_buffer[{i}]") for i, v in enumerate(self.double_buffer))
         object.__setattr__(self, "double_buffer", db)
-        object.__setattr__(self, "systolic", bool(self.systolic))
+        object.__setattr__(self, "systolic", as_bool(self.systolic, f"{name}.systolic"))
+        if not isinstance(self.energy_table, str) or len(self.energy_table) > 64:
+            raise ValueError(f"{name}.energy_table must be a table name, got {show(self.energy_table)}")
         get_energy_table(self.energy_table)
 
     # --- derived --------------------------------------------------------------------------------------
@@ -173,36 +185,43 @@ class Accelerator:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Accelerator":
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> "Accelerator":
+        """An accelerator from its JSON/YAML fields, validated strictly (:class:`AcceleratorSpec`: exact types,
+        finite numbers, the bounds of :mod:`hwmodel.validate`, no unknown keys, a supported ``schema_version``).
+        ``ValueError``, one line naming ``source`` (a file, when given) and the field."""
         if not isinstance(data, dict):
-            raise ValueError(f"an accelerator spec must be a mapping of fields, got {type(data).__name__}")
-        data = dict(data)
-        data.pop("schema_version", None)
-        allowed = {f.name for f in fields(cls)}
-        unknown = set(data) - allowed
-        if unknown:
-            raise ValueError(f"unknown accelerator field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
-        required = {"name", "array", "connectivity", "l2_bytes", "noc_bandwidth", "dram_bandwidth"}
-        missing = required - set(data)
-        if missing:
-            raise ValueError(f"accelerator spec is missing field(s) {sorted(missing)}")
-        part = data.get("l1_partition")
-        if isinstance(part, dict):
-            bad = set(part) - set(TENSORS)
-            if bad or len(part) != 3:
-                raise ValueError(f"Accelerator.l1_partition needs keys {list(TENSORS)}, got {sorted(part)}")
-            data["l1_partition"] = tuple(part[t] for t in TENSORS)
-        if "l1_words" not in data:
-            if data.get("l1_partition") is None:
-                raise ValueError("accelerator spec needs l1_words (shared L1) or l1_partition")
-            data["l1_words"] = 1  # replaced by the sum of l1_partition (validated there)
-        return cls(**data)
+            raise ValueError(prefixed(source, f"an accelerator spec must be an object of fields, got {show(data)}"))
+        spec = validate_model(AcceleratorSpec, data, source, prefix="Accelerator.", allowed=_allowed,
+                              noun="accelerator field")
+        assert isinstance(spec, AcceleratorSpec)
+        if spec.schema_version is not None and spec.schema_version > SCHEMA_VERSION:
+            raise ValueError(prefixed(source, f"Accelerator.schema_version {spec.schema_version} is newer than this "
+                                              f"naas-trainer supports ({SCHEMA_VERSION}); upgrade naas-trainer"))
+        part = None if spec.l1_partition is None else tuple(getattr(spec.l1_partition, t) for t in TENSORS)
+        l1_words = spec.l1_words
+        if part is None and l1_words is None:
+            raise ValueError(prefixed(source, "accelerator spec needs l1_words (shared L1) or l1_partition"))
+        if part is not None and l1_words is not None and l1_words != sum(part):
+            raise ValueError(prefixed(source, f"Accelerator.l1_words is {l1_words} but l1_partition sums to "
+                                              f"{sum(part)}; allowed: the sum, or leave l1_words out"))
+        try:
+            return cls(
+                name=spec.name, array=tuple(spec.array), connectivity=tuple(tuple(a) for a in spec.connectivity),
+                l1_words=sum(part) if part is not None else l1_words, l2_bytes=spec.l2_bytes,
+                noc_bandwidth=spec.noc_bandwidth, dram_bandwidth=spec.dram_bandwidth, l1_partition=part,
+                word_bits=spec.word_bits, psum_bits=spec.psum_bits, systolic=spec.systolic,
+                double_buffer=tuple(spec.double_buffer), energy_table=spec.energy_table,
+            )
+        except ValueError as exc:
+            raise ValueError(prefixed(source, str(exc))) from None
 
     def to_json(self) -> str:
         return json.dumps({"schema_version": SCHEMA_VERSION, **self.to_dict()}, indent=2)
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write JSON (``.json``) or YAML (``.yaml``/``.yml``) atomically."""
+        """Write JSON (``.json``) or YAML (``.yaml``/``.yml``) atomically (:mod:`hwmodel.atomic`)."""
+        from hwmodel.atomic import atomic_write_text
+
         path = Path(path)
         if path.suffix in (".yaml", ".yml"):
             import yaml
@@ -210,16 +229,15 @@ class Accelerator:
             text = yaml.safe_dump({"schema_version": SCHEMA_VERSION, **self.to_dict()}, sort_keys=False)
         else:
             text = self.to_json()
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
 
     def with_(self, **changes: Any) -> "Accelerator":
         return replace(self, **changes)
 
 
 def load_accelerator(spec: "str | os.PathLike | Accelerator") -> Accelerator:
-    """An accelerator from a preset name, ``systolic:RxC`` or a JSON/YAML file."""
+    """An accelerator from a preset name, ``systolic:RxC`` or a JSON/YAML file (strict: :meth:`Accelerator.from_dict`;
+    a file may also wrap the fields as ``{"accelerator": {...}}``, as reports do)."""
     from hwmodel.presets import PRESETS, systolic
 
     if isinstance(spec, Accelerator):
@@ -228,25 +246,90 @@ def load_accelerator(spec: "str | os.PathLike | Accelerator") -> Accelerator:
     if text in PRESETS:
         return PRESETS[text]
     if text.startswith("systolic:"):
-        return systolic(text)
+        if not re.fullmatch(r"systolic:[0-9]{1,12}x[0-9]{1,12}", text.strip()):
+            raise ValueError(f"systolic accelerator spec must look like 'systolic:32x32' (sizes 1..{MAX_AXIS} in ASCII "
+                             f"digits), got {show(text)}")
+        try:
+            return systolic(text)
+        except ValueError as exc:
+            raise ValueError(f"accelerator {show(text)}: {exc}") from None
     path = Path(text)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise ValueError(
-            f"accelerator {text!r} is not a preset ({', '.join(sorted(PRESETS))}), not systolic:RxC, "
+            f"accelerator {show(text, 200)} is not a preset ({', '.join(sorted(PRESETS))}), not systolic:RxC, "
             "and no such JSON/YAML file exists"
         )
-    raw = path.read_text()
-    try:
-        if path.suffix in (".yaml", ".yml"):
-            import yaml
-
-            data = yaml.safe_load(raw)
-        else:
-            data = json.loads(raw)
-    except Exception as exc:  # noqa: BLE001 - re-raised with the path
-        raise ValueError(f"cannot parse accelerator file {path}: {exc}") from exc
+    data = load_spec_file(path, "accelerator file")
+    where = f"accelerator file {path}"
     if not isinstance(data, dict):
-        raise ValueError(f"accelerator file {path} must hold a mapping of fields, got {type(data).__name__}")
+        raise ValueError(f"{where} must hold an object of fields, got {show(data)}")
     if "accelerator" in data and isinstance(data["accelerator"], dict):
         data = data["accelerator"]
-    return Accelerator.from_dict(data)
+    return Accelerator.from_dict(data, source=where)
+
+
+# --- the strict file schema -------------------------------------------------------------------------------
+_Buffer = Annotated[int, Field(ge=1, le=MAX_BUFFER)]
+_Bandwidth = Annotated[float, Field(gt=0, le=MAX_BANDWIDTH, allow_inf_nan=False)]
+_Bits = Annotated[int, Field(ge=MIN_BITS, le=MAX_BITS)]
+
+
+class L1PartitionSpec(BaseModel):
+    """Per-tensor L1 entries (a list ``[weights, inputs, outputs]`` is read as these keys)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    weights: _Buffer
+    inputs: _Buffer
+    outputs: _Buffer
+
+
+class AcceleratorSpec(BaseModel):
+    """The accelerator JSON/YAML schema (see :class:`Accelerator` for the meaning of each field)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    schema_version: Annotated[int, Field(ge=1)] = Field(default=None, validate_default=False)
+    name: Annotated[str, Field(max_length=MAX_NAME)]
+    array: Annotated[list[Annotated[int, Field(ge=1, le=MAX_AXIS)]], Field(min_length=1, max_length=3)]
+    connectivity: Annotated[list[Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=8)]],
+                            Field(min_length=1, max_length=3)]
+    l1_words: _Buffer = Field(default=None, validate_default=False)  # left out: the sum of l1_partition
+    l1_partition: L1PartitionSpec | None = None
+    l2_bytes: _Buffer
+    noc_bandwidth: _Bandwidth
+    dram_bandwidth: _Bandwidth
+    word_bits: _Bits = 16
+    psum_bits: _Bits = 32
+    systolic: bool = False
+    double_buffer: Annotated[list[bool], Field(min_length=2, max_length=2)] = [True, True]
+    energy_table: Annotated[str, Field(max_length=64)] = "accelergy45"
+
+    @field_validator("l1_partition", mode="before")
+    @classmethod
+    def _partition_list(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and len(value) == 3:
+            return dict(zip(TENSORS, value))
+        return value
+
+
+_ALLOWED: dict[str, str] = {
+    "schema_version": f"an integer 1..{SCHEMA_VERSION}",
+    "name": f"a string of at most {MAX_NAME} characters",
+    "array": f"1 to 3 integer axis sizes, each 1..{MAX_AXIS}, at most {MAX_PES} PEs in all",
+    "connectivity": f"per array axis, a list of dims from {', '.join(DIMS)}",
+    "l1_words": f"an integer 1..{MAX_BUFFER} (entries per PE)",
+    "l1_partition": f"{{weights, inputs, outputs}} integers 1..{MAX_BUFFER} (entries per PE), or a list of 3",
+    "l2_bytes": f"an integer 1..{MAX_BUFFER}",
+    "noc_bandwidth": f"a finite number in (0, {MAX_BANDWIDTH:g}] words/cycle",
+    "dram_bandwidth": f"a finite number in (0, {MAX_BANDWIDTH:g}] words/cycle",
+    "word_bits": f"an integer {MIN_BITS}..{MAX_BITS}",
+    "psum_bits": f"an integer {MIN_BITS}..{MAX_BITS}",
+    "systolic": "true or false",
+    "double_buffer": "[l1, l2]: two of true / false",
+    "energy_table": "the name of an energy table",
+}
+
+
+def _allowed(loc: tuple[Any, ...]) -> str | None:
+    if not loc:
+        return ", ".join(_ALLOWED)
+    return _ALLOWED.get(str(loc[0]))

@@ -32,6 +32,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_text",
+    "check_output_directory",
     "check_output_path",
     "clean_stale_temps",
 ]
@@ -205,6 +206,16 @@ def _check_directory(final: Path, shown: str, overwrite: bool, marker: str | Non
         what = f"holds no {marker}" if marker is not None else "is not empty"
         raise ValueError(f"output folder {shown} exists and {what}: it was not written by us; refusing to "
                          "replace it (choose another folder)")
+
+
+def check_output_directory(final_dir: str | os.PathLike[str], overwrite: bool = False,
+                           marker: str | None = None) -> Path:
+    """The check :func:`atomic_directory` makes before it starts, alone (nothing is created): raises unless
+    ``final_dir`` is missing, or an existing folder that ``overwrite`` (and ``marker``) allow replacing. Returns the
+    folder ``final_dir`` resolves to. For failing before a long computation whose result goes there."""
+    final = _target(final_dir)
+    _check_directory(final, os.fspath(final_dir), overwrite, marker)
+    return final
 
 
 @contextlib.contextmanager

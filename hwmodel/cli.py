@@ -5,7 +5,11 @@ function running it (``args -> exit code``); register it in :data:`SUBCOMMANDS`.
 (:func:`add_workload_args`, :func:`add_accelerator_arg`, :func:`add_output_args`) and their readers
 (:func:`load_workload`, :func:`emit_report`) are for reuse by new subcommands.
 
-Bad input (a ``ValueError`` or an unreadable/unwritable file) exits with code 2 and one line on stderr.
+Bad input (a ``ValueError``, an unreadable/unwritable file, or a number / nesting / size beyond what can be
+computed: ``OverflowError``, ``RecursionError``, ``MemoryError``) exits with code 2 and one line on stderr; any
+other exception (a bug) prints one line and exits 1. ``--debug`` (anywhere on the command line) or ``NAAS_DEBUG=1``
+lets the exception through with its traceback. Outputs are written atomically (:mod:`hwmodel.atomic`) and never
+over something that is not a regular file (``--out`` of ``evaluate``) or a folder we wrote (``cosearch --out``).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from hwmodel.accelerator import Accelerator, load_accelerator
@@ -23,7 +28,18 @@ from hwmodel.presets import PRESETS
 from hwmodel.templates import DATAFLOWS
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 1
+EXIT_INTERRUPTED = 130
+DEBUG_FLAG = "--debug"
+DEBUG_ENV = "NAAS_DEBUG"
 OBJECTIVE_CHOICES = ("edp", "latency", "energy")
+#: Bounds of the numeric options (searches are bounded in evaluations; shapes by hwmodel's layer bounds).
+MAX_MAPPING_BUDGET = 10_000_000
+MAX_GENERATIONS = 10_000
+MAX_SEED = 2**32 - 1
+MAX_SHAPE = 2**24
+#: The file a ``cosearch --out`` folder holds: the sign that we wrote it (so a re-run may replace it).
+COSEARCH_MARKER = "cosearch.json"
 
 
 # --- shared argument groups ---------------------------------------------------------------------------
@@ -67,20 +83,60 @@ def add_output_args(parser: argparse.ArgumentParser) -> None:
 
 
 def _parse_shape(text: str) -> tuple[int, ...]:
-    try:
-        shape = tuple(int(v) for v in text.replace("x", ",").split(","))
-    except ValueError:
-        raise ValueError(f"--input-shape must be integers like 1,3,224,224, got {text!r}") from None
-    if not shape or min(shape) < 1:
-        raise ValueError(f"--input-shape sizes must be >= 1, got {text!r}")
+    import re
+
+    from hwmodel.validate import show
+
+    items = [v.strip() for v in text.replace("x", ",").split(",")]
+    if not 1 <= len(items) <= 8 or not all(re.fullmatch(r"[0-9]{1,9}", v) for v in items):
+        raise ValueError(f"--input-shape must be 1 to 8 integers like 1,3,224,224, got {show(text)}")
+    shape = tuple(int(v) for v in items)
+    if min(shape) < 1 or max(shape) > MAX_SHAPE:
+        raise ValueError(f"--input-shape sizes must be 1..{MAX_SHAPE}, got {show(text)}")
     return shape
+
+
+def _check_range(flag: str, value: int | None, lo: int, hi: int) -> None:
+    if value is not None and value < lo:
+        raise ValueError(f"{flag} must be >= {lo}, got {value}")
+    if value is not None and value > hi:
+        raise ValueError(f"{flag} must be <= {hi}, got {value}")
+
+
+def check_output_file(path: str) -> None:
+    """Fail before any work when ``--out FILE`` could not be written or would replace something that is not a
+    regular file (a device node, FIFO, socket, folder): ``ValueError`` / ``OSError`` naming it."""
+    from hwmodel.atomic import check_output_path
+
+    target = check_output_path(path)
+    if not target.parent.is_dir():
+        raise FileNotFoundError(2, "No such file or directory", str(Path(path).parent))
+    if not os.access(target.parent, os.W_OK):
+        raise PermissionError(13, "Permission denied", str(Path(path).parent))
+
+
+def check_output_folder(path: str) -> None:
+    """Fail before any work when ``--out DIR`` exists and is not a folder, is a folder we did not write (not empty,
+    no :data:`COSEARCH_MARKER`), or cannot be created (its nearest existing ancestor is not a writable folder)."""
+    from hwmodel.atomic import check_output_directory
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"--out {path} exists and is not a folder; refusing to replace it")
+    check_output_directory(path, overwrite=True, marker=COSEARCH_MARKER)
+    ancestor = Path(os.path.realpath(path)).parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise ValueError(f"--out {path}: {ancestor} is not a folder")
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise PermissionError(13, "Permission denied", str(ancestor))
 
 
 def load_workload(args: argparse.Namespace) -> list[Layer]:
     """The layers named by :func:`add_workload_args` (merged by shape; every layer named)."""
     if getattr(args, "timeloop", None):
         raise ValueError("--timeloop ARCH PROBLEM applies to 'naas-hw evaluate' only")
-    if args.layer:
+    if args.layer is not None:
         layers = []
         for i, spec in enumerate(args.layer):
             layer = Layer.parse(spec)
@@ -92,13 +148,13 @@ def load_workload(args: argparse.Namespace) -> list[Layer]:
         if dup is not None:
             raise ValueError(f"--layer name {dup!r} is used twice; give each layer a unique name=...")
         return layers
-    if args.resolution < 1 or args.batch < 1:
-        raise ValueError(f"--resolution and --batch must be >= 1, got {args.resolution} and {args.batch}")
     from hwmodel import workloads  # torch / onnx are imported only here
 
-    if args.model:
+    _check_range("--resolution", args.resolution, 1, workloads.MAX_RESOLUTION)
+    _check_range("--batch", args.batch, 1, workloads.MAX_BATCH)
+    if args.model is not None:
         return workloads.model_layers(args.model, resolution=args.resolution, batch=args.batch)
-    shape = _parse_shape(args.input_shape) if args.input_shape else None
+    shape = _parse_shape(args.input_shape) if args.input_shape is not None else None
     if not os.path.isfile(args.onnx):
         raise ValueError(f"--onnx file {args.onnx} does not exist")
     return workloads.from_onnx(args.onnx, input_shape=shape)
@@ -106,10 +162,10 @@ def load_workload(args: argparse.Namespace) -> list[Layer]:
 
 def emit_report(args: argparse.Namespace, report: dict[str, Any], table: Callable[[], str]) -> None:
     """Write ``--out``, then print the JSON (``--json``) or ``table()``."""
-    from hwmodel.report import write_json_atomic
+    from hwmodel.atomic import atomic_write_json
 
     if args.out:
-        write_json_atomic(args.out, report)
+        atomic_write_json(args.out, report)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -157,11 +213,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from hwmodel.mapping import load_mapping
     from hwmodel.report import format_report, network_report, select_mappings
 
+    if args.out:
+        check_output_file(args.out)
+    _check_range("--mapping-budget", args.mapping_budget, 1, MAX_MAPPING_BUDGET)
+    _check_range("--seed", args.seed, 0, MAX_SEED)
     if args.timeloop:
         return _evaluate_timeloop(args)
-    if args.ert:
+    if args.ert is not None:
         raise ValueError("--ert applies only with --timeloop ARCH PROBLEM")
-    if not args.accelerator:
+    if args.accelerator is None:
         args.evaluate_parser.error("the following arguments are required: --accelerator (or --timeloop ARCH PROBLEM)")
     accel = load_accelerator(args.accelerator)
     layers = load_workload(args)
@@ -176,9 +236,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                    ("--seed", args.seed)) if v is not None]
     if given_search:
         raise ValueError(f"{given_search[0]} applies only with --search")
-    given = load_mapping(args.mapping) if args.mapping else None
-    mappings, labels = select_mappings(layers, accel, dataflow=args.dataflow, mapping=given)
-    report = network_report(layers, accel, mappings)
+    given = load_mapping(args.mapping) if args.mapping is not None else None
+    try:
+        mappings, labels = select_mappings(layers, accel, dataflow=args.dataflow, mapping=given)
+        report = network_report(layers, accel, mappings)
+    except ValueError as exc:
+        if given is None:
+            raise
+        raise ValueError(f"--mapping {args.mapping}: {exc}") from None
     emit_report(args, report, lambda: format_report(report, labels, unit=accel.energy.unit))
     return 0
 
@@ -189,7 +254,7 @@ def _evaluate_timeloop(args: argparse.Namespace) -> int:
     from hwmodel.nestmodel import evaluate_nest_mapping
     from hwmodel.timeloop_import import load_timeloop
 
-    if args.accelerator:
+    if args.accelerator is not None:
         raise ValueError("--accelerator cannot be combined with --timeloop (the architecture file replaces it)")
     if args.dataflow:
         raise ValueError("--dataflow applies to --accelerator presets, not to --timeloop architectures")
@@ -271,7 +336,8 @@ def _add_cosearch(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print the JSON result instead of the summary")
     p.add_argument(
         "--out", metavar="DIR",
-        help="write cosearch.json, accelerator.json, mappings.json and convergence.png into DIR",
+        help="write cosearch.json, accelerator.json, mappings.json and convergence.png into DIR, all or none "
+        "(DIR may exist only as an empty folder or one an earlier cosearch wrote, which is replaced)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.set_defaults(func=cmd_cosearch)
@@ -286,20 +352,18 @@ def _workload_name(args: argparse.Namespace) -> str:
 
 
 def cmd_cosearch(args: argparse.Namespace) -> int:
+    from hwmodel.atomic import atomic_directory
     from hwmodel.cosearch import cosearch
+    from hwmodel.validate import show
 
     if args.budget not in PRESETS:
-        raise ValueError(f"unknown --budget {args.budget!r}; choose one of {', '.join(PRESETS)}")
-    for flag, value in (("--generations", args.generations), ("--mapping-budget", args.mapping_budget),
-                        ("--final-mapping-budget", args.final_mapping_budget)):
-        if value < 1:
-            raise ValueError(f"{flag} must be >= 1, got {value}")
+        raise ValueError(f"unknown --budget {show(args.budget)}; choose one of {', '.join(PRESETS)}")
+    _check_range("--generations", args.generations, 1, MAX_GENERATIONS)
+    _check_range("--mapping-budget", args.mapping_budget, 1, MAX_MAPPING_BUDGET)
+    _check_range("--final-mapping-budget", args.final_mapping_budget, 1, MAX_MAPPING_BUDGET // 10)
+    _check_range("--seed", args.seed, 0, MAX_SEED)
     if args.out:
-        if os.path.exists(args.out) and not os.path.isdir(args.out):
-            raise ValueError(f"--out {args.out} exists and is not a folder")
-        os.makedirs(args.out, exist_ok=True)  # fail now, not after the search
-        if not os.access(args.out, os.W_OK):
-            raise PermissionError(13, "Permission denied", args.out)
+        check_output_folder(args.out)  # fail now, not after the search; nothing is created yet
     layers = load_workload(args)
     if not layers:
         raise ValueError("the workload has no Conv/Linear/MatMul layers to search for")
@@ -317,12 +381,19 @@ def cmd_cosearch(args: argparse.Namespace) -> int:
             bar.set_description("final mappings" if done else kind, refresh=False)
             bar.update(offset + generation - bar.n)
 
-    try:
-        result = cosearch(
+    def run(out: str | None) -> dict[str, Any]:
+        return cosearch(
             layers, budget=args.budget, objective=args.objective, seed=args.seed, generations=args.generations,
             mapping_budget=args.mapping_budget, final_mapping_budget=args.final_mapping_budget,
-            model=_workload_name(args), out=args.out, progress=progress,
+            model=_workload_name(args), out=out, progress=progress,
         )
+
+    try:
+        if args.out:  # the folder appears whole (all of COSEARCH_FILES) or not at all
+            with atomic_directory(args.out, overwrite=True, marker=COSEARCH_MARKER) as tmp:
+                result = run(str(tmp))
+        else:
+            result = run(None)
     finally:
         if bar is not None:
             bar.close()
@@ -425,7 +496,10 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_evaluate
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="naas-hw", description="Analytical accelerator cost model (hwmodel).")
+    parser = argparse.ArgumentParser(
+        prog="naas-hw", description="Analytical accelerator cost model (hwmodel).",
+        epilog=f"Bad input exits with status 2 and one error line; {DEBUG_FLAG} (anywhere) or {DEBUG_ENV}=1 shows "
+        "the traceback instead.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
@@ -433,12 +507,39 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return " ".join(text.split())
+    """The first non-empty line of the message, whitespace collapsed (never a multi-line dump)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = ""
+    text = " ".join(line.strip() for line in text.splitlines() if line.strip()) or type(exc).__name__
+    return text if len(text) <= 2000 else text[:1997] + "..."
+
+
+def error_line(exc: BaseException) -> tuple[int, str]:
+    """(exit code, message) for an exception escaping a subcommand."""
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, "interrupted"
+    if isinstance(exc, OSError):
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        return EXIT_BAD_INPUT, f"{exc.strerror or _one_line(exc)}{where}"
+    if isinstance(exc, ValueError):
+        return EXIT_BAD_INPUT, _one_line(exc)
+    if isinstance(exc, RecursionError):
+        return EXIT_BAD_INPUT, "the input is nested too deeply to process (maximum recursion depth exceeded)"
+    if isinstance(exc, MemoryError):
+        return EXIT_BAD_INPUT, "out of memory: the input is too large to process"
+    if isinstance(exc, OverflowError):
+        return EXIT_BAD_INPUT, f"a number in the input is too large to compute with ({_one_line(exc)})"
+    return EXIT_INTERNAL, (f"{type(exc).__name__}: {_one_line(exc)} (an internal error: run with {DEBUG_ENV}=1 "
+                           "or --debug for the traceback)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``naas-hw``; returns the exit code (0 ok, 2 bad input)."""
+    """Run ``naas-hw``; returns the exit code (0 ok, 2 bad input, 1 internal error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = DEBUG_FLAG in argv or os.environ.get(DEBUG_ENV, "").strip() not in ("", "0")
+    argv = [a for a in argv if a != DEBUG_FLAG]
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
@@ -446,13 +547,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
-    except ValueError as exc:
-        print(f"naas-hw {args.command}: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as exc:
-        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
-        print(f"naas-hw {args.command}: error: {exc.strerror or _one_line(exc)}{where}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    except SystemExit as exc:  # a subcommand's usage error (parser.error: message already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    except BaseException as exc:
+        if debug:
+            raise
+        code, line = error_line(exc)
+        print(f"naas-hw {args.command}: error: {line}", file=sys.stderr)
+        return code
 
 
 if __name__ == "__main__":

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+
+from hwmodel.validate import MAX_COUNT, MAX_DIM, MAX_STRIDE, MAX_WORK, show
+
+#: Longest layer name (ONNX node / module qualified names).
+MAX_LAYER_NAME = 1024
+_INT = re.compile(r"[+-]?[0-9]+")
 
 #: Loop dims of a (grouped) convolution, in the order used by every flat array of the cost model.
 #: N batch, G groups, K output channels per group, C input channels per group,
@@ -27,17 +34,15 @@ RELEVANCE = np.array([[1 if d in TENSOR_DIMS[t] else 0 for d in DIMS] for t in T
 
 
 def _pair(value: Any, name: str) -> tuple[int, int]:
-    try:
-        if isinstance(value, (tuple, list)):
-            if len(value) != 2:
-                raise ValueError
-            pair = (int(value[0]), int(value[1]))
-        else:
-            pair = (int(value), int(value))
-    except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"Layer.{name} must be an int or a pair (h, w), got {value!r}") from None
+    """An int or an ``(h, w)`` pair of ints in ``1..MAX_STRIDE`` (no floats, bools or strings)."""
+    items = list(value) if isinstance(value, (tuple, list)) else [value, value]
+    if len(items) != 2 or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) for v in items):
+        raise ValueError(f"Layer.{name} must be an int or a pair (h, w) of ints, got {show(value)}")
+    pair = (int(items[0]), int(items[1]))
     if min(pair) < 1:
-        raise ValueError(f"Layer.{name} must be >= 1, got {value!r}")
+        raise ValueError(f"Layer.{name} must be >= 1, got {show(value)}")
+    if max(pair) > MAX_STRIDE:
+        raise ValueError(f"Layer.{name} must be <= {MAX_STRIDE} (2**16), got {show(value)}")
     return pair
 
 
@@ -67,18 +72,32 @@ class Layer:
     def __post_init__(self) -> None:
         for d in DIMS:
             v = getattr(self, d)
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool):
-                raise ValueError(f"Layer.{d} must be an integer, got {v!r}")
+            if not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_)):
+                raise ValueError(f"Layer.{d} must be an integer, got {show(v)}")
             if v < 1:
                 raise ValueError(f"Layer.{d} must be >= 1 (a positive size), got {v}")
-            if v >= 2**31:
-                raise ValueError(f"Layer.{d} must be < 2**31, got {v}")
+            if v > MAX_DIM:
+                raise ValueError(f"Layer.{d} must be <= {MAX_DIM} (2**24), got {show(v)}")
             object.__setattr__(self, d, int(v))
         object.__setattr__(self, "stride", _pair(self.stride, "stride"))
         object.__setattr__(self, "dilation", _pair(self.dilation, "dilation"))
-        if not isinstance(self.count, (int, np.integer)) or isinstance(self.count, bool) or self.count < 1:
-            raise ValueError(f"Layer.count must be an integer >= 1, got {self.count!r}")
+        if (not isinstance(self.count, (int, np.integer)) or isinstance(self.count, (bool, np.bool_))
+                or not 1 <= self.count <= MAX_COUNT):
+            raise ValueError(f"Layer.count must be an integer 1..{MAX_COUNT}, got {show(self.count)}")
         object.__setattr__(self, "count", int(self.count))
+        if not isinstance(self.name, str) or len(self.name) > MAX_LAYER_NAME:
+            raise ValueError(f"Layer.name must be a string of at most {MAX_LAYER_NAME} characters, got {show(self.name)}")
+        if not isinstance(self.op, str) or len(self.op) > 64:
+            raise ValueError(f"Layer.op must be a short string, got {show(self.op)}")
+        # int64 safety of the cost model: every count is at most the padded iteration space of a layer
+        sizes = self.tensor_sizes
+        work = {"MACs": self.macs, "weight words": sizes["weights"], "input words (halo included)": sizes["inputs"],
+                "output words": sizes["outputs"]}
+        for what, n in work.items():
+            if n > MAX_WORK:
+                label = f"layer {show(self.name)}" if self.name else "the layer"
+                raise ValueError(f"{label} has {n} {what}; allowed: at most {MAX_WORK} (2**48, "
+                                 "which keeps the cost model's int64 counts exact)")
 
     # --- shapes ---------------------------------------------------------------------------------------
     @property
@@ -136,38 +155,53 @@ class Layer:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Layer":
         if not isinstance(data, dict):
-            raise ValueError(f"a Layer must be a mapping of fields (K, C, ...), got {type(data).__name__}")
+            raise ValueError(f"a Layer must be a mapping of fields (K, C, ...), got {show(data)}")
         allowed = set(DIMS) | {"stride", "dilation", "name", "count", "op"}
-        unknown = set(data) - allowed
+        unknown = [k for k in data if k not in allowed]
         if unknown:
-            raise ValueError(f"unknown Layer field(s) {sorted(unknown)}; allowed: {sorted(allowed)}")
+            raise ValueError(f"unknown Layer field(s) {', '.join(show(k) for k in unknown[:4])}; "
+                             f"allowed: {', '.join(sorted(allowed))}")
         if "K" not in data or "C" not in data:
             raise ValueError("Layer needs at least K and C")
         return cls(**data)
 
     @classmethod
     def parse(cls, spec: str) -> "Layer":
-        """Parse ``"N=1,G=1,K=64,C=64,P=56,Q=56,R=3,S=3,stride=1"`` (``stride``/``dilation`` may be ``2x1``)."""
+        """Parse ``"N=1,G=1,K=64,C=64,P=56,Q=56,R=3,S=3,stride=1"`` (``stride``/``dilation`` may be ``2x1``).
+
+        Strict: every key at most once, values plain decimal integers (no ``1e3``, ``0x10``, ``1_000``, ``2.0``),
+        within the bounds of :class:`Layer`; ``name=`` takes the rest of its item."""
+        if not isinstance(spec, str):
+            raise ValueError(f"a layer spec must be a string like K=64,C=64, got {show(spec)}")
+        if len(spec) > 4096:
+            raise ValueError(f"layer spec is {len(spec)} characters long; allowed: at most 4096")
         fields: dict[str, Any] = {}
+        raw: dict[str, str] = {}
         for part in spec.split(","):
             part = part.strip()
             if not part:
                 continue
             if "=" not in part:
-                raise ValueError(f"layer spec item {part!r} is not KEY=VALUE (e.g. K=64)")
+                raise ValueError(f"layer spec item {show(part)} is not KEY=VALUE (e.g. K=64)")
             key, value = (s.strip() for s in part.split("=", 1))
+            if key != "name" and key not in set(DIMS) | {"stride", "dilation", "count"}:
+                raise ValueError(f"unknown layer dim {show(key)}; allowed: {', '.join(DIMS)}, stride, dilation, count, name")
+            if key in raw:
+                raise ValueError(f"Layer.{key} is given twice in the layer spec ({key}={show(raw[key])} and "
+                                 f"{key}={show(value)}); allowed: each key once")
+            raw[key] = value
             if key == "name":
                 fields[key] = value
                 continue
-            if key not in set(DIMS) | {"stride", "dilation", "count"}:
-                raise ValueError(f"unknown layer dim {key!r}; allowed: {', '.join(DIMS)}, stride, dilation, count")
-            try:
-                if key in ("stride", "dilation") and "x" in value:
-                    fields[key] = tuple(int(v) for v in value.split("x"))
-                else:
-                    fields[key] = int(value)
-            except ValueError:
-                raise ValueError(f"layer dim {key} must be an integer, got {value!r}") from None
+            items = value.split("x") if key in ("stride", "dilation") and "x" in value else [value]
+            if len(items) > 2 or not all(_INT.fullmatch(v) for v in items):
+                what = "an integer or HxW" if key in ("stride", "dilation") else "an integer"
+                raise ValueError(f"layer dim {key} must be {what} (decimal digits), got {show(value)}")
+            if any(len(v.lstrip("+-")) > 18 for v in items):
+                raise ValueError(f"Layer.{key} is out of range, got {show(value)}; allowed: at most "
+                                 f"{MAX_STRIDE if key in ('stride', 'dilation') else MAX_COUNT if key == 'count' else MAX_DIM}")
+            nums = [int(v) for v in items]
+            fields[key] = tuple(nums) if len(nums) == 2 else nums[0]
         return cls.from_dict(fields)
 
     def with_count(self, count: int) -> "Layer":

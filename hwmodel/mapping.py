@@ -10,14 +10,26 @@ size; the padded iterations cost cycles but neither MACs nor accesses.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
 from hwmodel.layer import DIMS, Layer
+from hwmodel.validate import (
+    MAX_COVERAGE,
+    MAX_FACTOR,
+    MAX_PADDED,
+    load_json_text,
+    prefixed,
+    read_text,
+    show,
+    validate_model,
+)
 
 #: Temporal levels, outermost first; rows of :attr:`Mapping.temporal` and :attr:`Mapping.order`.
 TEMPORAL_LEVELS: tuple[str, ...] = ("DRAM", "L2", "L1")
@@ -61,6 +73,19 @@ class Mapping:
         if (self.spatial < 1).any():
             a, d = np.argwhere(self.spatial < 1)[0]
             raise ValueError(f"mapping spatial factor axis{a}.{DIMS[d]} must be >= 1, got {self.spatial[a, d]}")
+        if (self.temporal > MAX_FACTOR).any():
+            lvl, d = np.argwhere(self.temporal > MAX_FACTOR)[0]
+            raise ValueError(f"mapping factor {TEMPORAL_LEVELS[lvl]}.{DIMS[d]} must be <= {MAX_FACTOR} (2**24), "
+                             f"got {self.temporal[lvl, d]}")
+        if (self.spatial > MAX_FACTOR).any():
+            a, d = np.argwhere(self.spatial > MAX_FACTOR)[0]
+            raise ValueError(f"mapping spatial factor axis{a}.{DIMS[d]} must be <= {MAX_FACTOR} (2**24), "
+                             f"got {self.spatial[a, d]}")
+        for d in range(NUM_DIMS):
+            cov = math.prod(int(v) for v in self.temporal[:, d]) * math.prod(int(v) for v in self.spatial[:, d])
+            if cov > MAX_COVERAGE:
+                raise ValueError(f"mapping factors of dim {DIMS[d]} multiply to {cov}; allowed: at most "
+                                 f"{MAX_COVERAGE} (2**40) per dim")
         for lvl in range(3):
             if sorted(self.order[lvl].tolist()) != list(range(NUM_DIMS)):
                 raise ValueError(
@@ -78,12 +103,21 @@ class Mapping:
         """Product of all factors per dim (>= the layer dim when the mapping covers it)."""
         return self.temporal.prod(axis=0) * self.spatial_factors
 
-    def check(self, layer: Layer, accel: "Accelerator") -> None:  # noqa: F821 - forward ref
+    def check(self, layer: Layer, accel: "Accelerator") -> None:
         """Raise ``ValueError`` naming the field when the mapping cannot run ``layer`` on ``accel``
         (factors that do not cover a dim, an unroll the array's connectivity forbids, an axis overfilled).
         Capacity is checked by the cost model (a mapping that overflows a buffer evaluates as invalid)."""
         dims = layer.dim_array
         cov = self.coverage()
+        padded = math.prod(int(c) for c in cov)
+        if padded > MAX_PADDED:
+            raise ValueError(f"mapping covers {padded} iterations (padding included); allowed: at most {MAX_PADDED} "
+                             "(2**56, which keeps the cost model's int64 counts exact): lower the padded factors")
+        h = (int(cov[4]) - 1) * layer.stride[0] + (int(cov[6]) - 1) * layer.dilation[0] + 1
+        w = (int(cov[5]) - 1) * layer.stride[1] + (int(cov[7]) - 1) * layer.dilation[1] + 1
+        if int(cov[0]) * int(cov[1]) * int(cov[3]) * h * w > MAX_PADDED:
+            raise ValueError(f"mapping's padded input tile ({int(cov[0]) * int(cov[1]) * int(cov[3]) * h * w} words) "
+                             f"exceeds {MAX_PADDED} (2**56): lower the padded P/Q/R/S factors")
         for d in range(NUM_DIMS):
             if cov[d] < dims[d]:
                 raise ValueError(
@@ -120,65 +154,42 @@ class Mapping:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Mapping":
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> "Mapping":
+        """A mapping from its JSON fields, validated strictly (:class:`MappingSpec`: known levels and dims, integer
+        factors ``1..2**24``, orders that are permutations); ``ValueError`` naming ``source`` and the field."""
         if not isinstance(data, dict):
-            raise ValueError(f"a mapping must be an object with temporal, order, spatial; got {type(data).__name__}")
-        unknown = set(data) - {"temporal", "order", "spatial"}
-        if unknown:
-            raise ValueError(f"unknown mapping field(s) {sorted(unknown, key=str)}; allowed: temporal, order, spatial")
-
-        def factor(where: str, d: Any, v: Any) -> int:
-            if d not in DIMS:
-                raise ValueError(f"unknown dim {d!r} in mapping {where}; allowed: {', '.join(DIMS)}")
-            integral = isinstance(v, (int, np.integer)) or (isinstance(v, (float, np.floating)) and float(v).is_integer())
-            if isinstance(v, bool) or not integral or not -(2**62) < v < 2**62:
-                raise ValueError(f"mapping factor {where}.{d} must be an integer, got {v!r}")
-            return int(v)
-
-        def levels(key: str) -> dict[str, Any]:
-            value = data.get(key, {})
-            if not isinstance(value, dict):
-                raise ValueError(f"mapping {key} must be an object keyed by level ({', '.join(TEMPORAL_LEVELS)})")
-            for lvl in value:
-                if lvl not in TEMPORAL_LEVELS:
-                    raise ValueError(f"unknown mapping level {lvl!r}; allowed: {', '.join(TEMPORAL_LEVELS)}")
-            return value
-
+            raise ValueError(prefixed(source, "a mapping must be an object with temporal, order, spatial; got "
+                                              f"{show(data)}"))
+        spec = validate_model(MappingSpec, data, source, key_noun=_key_noun, allowed=_allowed,
+                              noun="mapping field")
+        assert isinstance(spec, MappingSpec)
         temporal = np.ones((3, NUM_DIMS), dtype=np.int64)
-        for lvl, factors in levels("temporal").items():
-            if not isinstance(factors, dict):
-                raise ValueError(f"mapping temporal.{lvl} must be an object of dim: factor")
+        for lvl, factors in spec.temporal.items():
             for d, v in factors.items():
-                temporal[TEMPORAL_LEVELS.index(lvl), DIMS.index(d) if d in DIMS else 0] = factor(lvl, d, v)
+                temporal[TEMPORAL_LEVELS.index(lvl), DIMS.index(d)] = v
         order = np.tile(np.arange(NUM_DIMS, dtype=np.int64), (3, 1))
-        for lvl, dims in levels("order").items():
-            if not isinstance(dims, (list, tuple)):
-                raise ValueError(f"mapping order.{lvl} must be a list of the dims {', '.join(DIMS)}, got {dims!r}")
-            bad = [d for d in dims if d not in DIMS]
-            if bad:
-                raise ValueError(f"unknown dim(s) {bad} in mapping order of {lvl}; allowed: {', '.join(DIMS)}")
-            order[TEMPORAL_LEVELS.index(lvl)] = [DIMS.index(d) for d in dims] if len(dims) == NUM_DIMS else -1
+        for lvl, dims in spec.order.items():
+            if sorted(dims) != sorted(DIMS):
+                raise ValueError(prefixed(source, f"order.{lvl} must name each of {', '.join(DIMS)} once, got "
+                                                  f"{', '.join(dims)}"))
+            order[TEMPORAL_LEVELS.index(lvl)] = [DIMS.index(d) for d in dims]
         spatial = np.ones((MAX_AXES, NUM_DIMS), dtype=np.int64)
-        axes = data.get("spatial", [])
-        if not isinstance(axes, (list, tuple)):
-            raise ValueError("mapping spatial must be a list (one object of dim: factor per array axis)")
-        if len(axes) > MAX_AXES:
-            raise ValueError(f"mapping has {len(axes)} spatial axes; at most {MAX_AXES}")
-        for a, factors in enumerate(axes):
-            if not isinstance(factors, dict):
-                raise ValueError(f"mapping spatial axis {a} must be an object of dim: factor")
+        for a, factors in enumerate(spec.spatial):
             for d, v in factors.items():
-                spatial[a, DIMS.index(d) if d in DIMS else 0] = factor(f"spatial axis {a}", d, v)
-        return cls(temporal=temporal, spatial=spatial, order=order)
+                spatial[a, DIMS.index(d)] = v
+        try:
+            return cls(temporal=temporal, spatial=spatial, order=order)
+        except ValueError as exc:
+            raise ValueError(prefixed(source, str(exc))) from None
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
 
     def save(self, path: str | os.PathLike) -> None:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json())
-        os.replace(tmp, path)
+        """Write the JSON atomically (:mod:`hwmodel.atomic`)."""
+        from hwmodel.atomic import atomic_write_text
+
+        atomic_write_text(path, self.to_json())
 
     def copy(self) -> "Mapping":
         return Mapping(self.temporal.copy(), self.spatial.copy(), self.order.copy())
@@ -241,28 +252,57 @@ def mapping_from_factors(
 
 
 def load_mapping(path: str | os.PathLike) -> "Mapping | dict[str, Mapping]":
-    """Load a mapping JSON file: one mapping, or ``{"layers": [{"name", "mapping"}, ...]}`` (per layer)."""
+    """Load a mapping JSON file: one mapping, or ``{"layers": [{"name", "mapping"}, ...]}`` (per layer; a
+    ``naas-hw evaluate --json`` report reads as such). Strict (see :meth:`Mapping.from_dict`); the file's other
+    top-level keys are ignored only when it has ``layers``."""
     path = Path(path)
-    if not path.is_file():
+    if not os.path.isfile(path):
         raise ValueError(f"mapping file {path} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"mapping file {path} is not valid JSON: {exc}") from exc
+    where = f"mapping file {path}"
+    data = load_json_text(read_text(path, "mapping file"), where)
     if isinstance(data, dict) and "layers" in data:
         entries = data["layers"]
         if not isinstance(entries, list):
-            raise ValueError(f"mapping file {path}: 'layers' must be a list of {{\"name\", \"mapping\"}} objects")
+            raise ValueError(f"{where}: 'layers' must be a list of {{\"name\", \"mapping\"}} objects")
         out: dict[str, Mapping] = {}
         for i, entry in enumerate(entries):
             if not isinstance(entry, dict) or "name" not in entry or "mapping" not in entry:
-                raise ValueError(f"mapping file {path}: layers[{i}] needs keys 'name' and 'mapping'")
-            try:
-                out[str(entry["name"])] = Mapping.from_dict(entry["mapping"])
-            except ValueError as exc:
-                raise ValueError(f"mapping file {path}, layer {entry['name']!r}: {exc}") from None
+                raise ValueError(f"{where}: layers[{i}] needs keys 'name' and 'mapping'")
+            name = entry["name"]
+            if not isinstance(name, str):
+                raise ValueError(f"{where}: layers[{i}].name must be a string, got {show(name)}")
+            if name in out:
+                raise ValueError(f"{where}: layers[{i}].name {show(name)} is used twice; allowed: one entry per layer")
+            out[name] = Mapping.from_dict(entry["mapping"], source=f"{where}, layer {show(name)}")
         return out
-    try:
-        return Mapping.from_dict(data)
-    except ValueError as exc:
-        raise ValueError(f"mapping file {path}: {exc}") from None
+    return Mapping.from_dict(data, source=where)
+
+
+# --- the strict file schema -------------------------------------------------------------------------------
+_Dim = Literal["N", "G", "K", "C", "P", "Q", "R", "S"]
+_Level = Literal["DRAM", "L2", "L1"]
+_Factor = Annotated[int, Field(ge=1, le=MAX_FACTOR)]
+
+
+class MappingSpec(BaseModel):
+    """The mapping JSON schema: ``temporal`` ``{level: {dim: factor}}``, ``order`` ``{level: [8 dims]}`` (outermost
+    first), ``spatial`` ``[{dim: factor}]`` per array axis (at most 3); what is left out is 1 / ``N G K C P Q R S``."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+    temporal: dict[_Level, dict[_Dim, _Factor]] = {}
+    order: dict[_Level, Annotated[list[_Dim], Field(min_length=NUM_DIMS, max_length=NUM_DIMS)]] = {}
+    spatial: Annotated[list[dict[_Dim, _Factor]], Field(max_length=MAX_AXES)] = []
+
+
+def _key_noun(loc: tuple[Any, ...]) -> str:
+    return "mapping level" if len(loc) == 3 and loc[0] in ("temporal", "order") else "dim"
+
+
+def _allowed(loc: tuple[Any, ...]) -> str | None:
+    if not loc:
+        return "temporal, order, spatial"
+    if loc[0] in ("temporal", "spatial"):
+        return f"integer factors 1..{MAX_FACTOR} by dim ({', '.join(DIMS)})"
+    if loc[0] == "order":
+        return f"per level ({', '.join(TEMPORAL_LEVELS)}), the {NUM_DIMS} dims {', '.join(DIMS)} in some order"
+    return None

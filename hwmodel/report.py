@@ -6,7 +6,6 @@ of the layer; totals add ``count`` x per-instance; ``total.edp`` is total energy
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
@@ -199,15 +198,12 @@ def network_report(
 
 
 def write_json_atomic(path: str | os.PathLike[str], data: Any) -> None:
-    """Write ``data`` as JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Write ``data`` as indented JSON to ``path`` atomically (:func:`hwmodel.atomic.atomic_write_json`: a
+    temporary in the same folder, fsynced and renamed; an existing ``path`` that is not a regular file is
+    refused)."""
+    from hwmodel.atomic import atomic_write_json
+
+    atomic_write_json(path, data)
 
 
 # --- text table ---------------------------------------------------------------------------------------

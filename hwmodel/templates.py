@@ -9,14 +9,13 @@ while the L1 tiles fit, and the outermost L2 loops spill to DRAM until the L2 ti
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from hwmodel.accelerator import Accelerator
 from hwmodel import nestkernel as nk
+from hwmodel.accelerator import Accelerator
 from hwmodel.costmodel import evaluate_batch, layer_params
 from hwmodel.family import family_params
 from hwmodel.layer import DIMS, Layer
@@ -45,15 +44,34 @@ DATAFLOWS: dict[str, Dataflow] = {
 
 
 def _no_waste_values(rem: int, limit: int) -> list[int]:
-    """Factors ``v <= limit`` worth trying for a dim of ``rem`` iterations: ``ceil(rem / j)`` for all j."""
+    """Factors ``v <= limit`` worth trying for a dim of ``rem`` iterations: the distinct ``ceil(rem / j)``, j >= 1.
+
+    ``ceil(rem / j) = floor((rem - 1) / j) + 1`` takes O(sqrt(rem)) distinct values; they are enumerated block by
+    block (j jumps to the last j with the same quotient), starting at the first j whose value is ``<= limit``:
+    O(min(limit, sqrt(rem))) steps, never one per unit of ``rem``."""
+    rem, limit = int(rem), int(limit)
     vals = {1}
-    for j in range(1, rem + 1):
-        v = -(-rem // j)
-        if v <= limit:
-            vals.add(v)
-        if v == 1:
-            break
-    return sorted(vals)
+    n = rem - 1
+    if n <= 0 or limit < 1:
+        return sorted(vals)
+    j = n // limit + 1 if limit > 1 else n + 1  # the first j with floor(n / j) + 1 <= limit
+    while j <= n:
+        q = n // j
+        vals.add(q + 1)
+        j = n // q + 1
+    return sorted(v for v in vals if v <= limit)
+
+
+#: Most partial combinations :func:`_choose_axis` visits exactly; beyond, each dim's options are thinned.
+_AXIS_VISITS = 200_000
+
+
+def _thin(values: list[int], keep: int) -> list[int]:
+    """At most ``keep`` of the sorted ``values``, log-spaced, always with the smallest and the largest."""
+    if len(values) <= keep:
+        return values
+    idx = {round(i * (len(values) - 1) / (keep - 1)) for i in range(keep)} if keep > 1 else {len(values) - 1}
+    return [values[i] for i in sorted(idx)]
 
 
 def _substitute_groups(dims: tuple[str, ...], layer: Layer) -> tuple[str, ...]:
@@ -67,21 +85,48 @@ def _substitute_groups(dims: tuple[str, ...], layer: Layer) -> tuple[str, ...]:
 
 
 def _choose_axis(dims: list[int], rem: np.ndarray, size: int) -> dict[int, int]:
-    """Unroll factors for ``dims`` on an axis of ``size``: fewest folds, then most PEs used."""
+    """Unroll factors for ``dims`` on an axis of ``size``: fewest folds, then most PEs used.
+
+    A depth-first walk over the no-waste values (ascending, pruned once the product exceeds ``size``), in the
+    order of ``itertools.product`` so ties keep the first combination; when a walk would visit more than
+    :data:`_AXIS_VISITS` partial combinations (huge dims on a huge axis), each dim's values are thinned first."""
     dims = [d for d in dims if rem[d] > 1]
     if not dims or size == 1:
         return {}
     options = [_no_waste_values(int(rem[d]), size) for d in dims]
-    best: tuple[int, int] | None = None
-    best_f: tuple[int, ...] = ()
-    for combo in itertools.product(*options):
-        if math.prod(combo) > size:
-            continue
-        folds = math.prod(-(-int(rem[d]) // f) for d, f in zip(dims, combo))
-        key = (folds, -math.prod(combo))
-        if best is None or key < best:
-            best, best_f = key, combo
+    rems = [int(rem[d]) for d in dims]
+    best_f = _walk_axis(options, rems, size, _AXIS_VISITS)
+    if best_f is None:
+        keep = max(2, int(_AXIS_VISITS ** (1 / len(options)) / 2))
+        best_f = _walk_axis([_thin(o, keep) for o in options], rems, size, None)
+        assert best_f is not None
     return {d: f for d, f in zip(dims, best_f) if f > 1}
+
+
+def _walk_axis(options: list[list[int]], rems: list[int], size: int, budget: int | None) -> tuple[int, ...] | None:
+    """The best combination (see :func:`_choose_axis`), or ``None`` when more than ``budget`` nodes are needed."""
+    best_key: tuple[int, int] | None = None
+    best: tuple[int, ...] = ()
+    visits = 0
+    k = len(options)
+    stack: list[tuple[int, int, int, tuple[int, ...]]] = [(0, 1, 1, ())]  # (dim index, product, folds, combo)
+    while stack:
+        i, prod, folds, combo = stack.pop()
+        if i == k:
+            key = (folds, -prod)
+            if best_key is None or key < best_key:
+                best_key, best = key, combo
+            continue
+        children = []
+        for v in options[i]:  # ascending
+            if prod * v > size:
+                break
+            children.append((i + 1, prod * v, folds * -(-rems[i] // v), (*combo, v)))
+        visits += len(children)
+        if budget is not None and visits > budget:
+            return None
+        stack.extend(reversed(children))  # first value on top: the walk keeps product order
+    return best
 
 
 def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping:
@@ -121,10 +166,22 @@ def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping
     if not accel.systolic:
         for name in _substitute_groups(flow.l1, layer):
             d = DIMS.index(name)
-            for v in reversed(_no_waste_values(int(rem[d]), int(rem[d]))):
-                temporal[2, d] = v
-                if l1_fits():
-                    break
+            values = _no_waste_values(int(rem[d]), int(rem[d]))
+            if len(values) <= 64:
+                for v in reversed(values):
+                    temporal[2, d] = v
+                    if l1_fits():
+                        break
+            else:  # tiles grow with the factor: bisect for the largest value that fits (values[0] == 1 fits)
+                lo, hi = 0, len(values) - 1
+                while lo < hi:
+                    mid = (lo + hi + 1) // 2
+                    temporal[2, d] = values[mid]
+                    if l1_fits():
+                        lo = mid
+                    else:
+                        hi = mid - 1
+                temporal[2, d] = values[lo]
             rem[d] = -(-rem[d] // temporal[2, d])
 
     temporal[1] = rem

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from hwmodel.layer import Layer, merge_layers
@@ -18,6 +19,10 @@ from hwmodel.layer import Layer, merge_layers
 if TYPE_CHECKING:
     import onnx
     import torch
+
+#: Largest ``resolution`` and ``batch`` of :func:`model_layers` (the layers must stay within hwmodel's bounds).
+MAX_RESOLUTION = 8192
+MAX_BATCH = 2**16
 
 #: ONNX ops that do multiply-accumulate work this model cannot express.
 UNSUPPORTED_ONNX_OPS: frozenset[str] = frozenset(
@@ -96,13 +101,15 @@ def _torch_kinds() -> tuple[tuple[type, ...], tuple[type, ...]]:
     return modelled, unsupported
 
 
-def from_module(model: torch.nn.Module, input_shape: tuple[int, ...], merge: bool = True) -> list[Layer]:
+def from_module(model: torch.nn.Module, input_shape: tuple[int, ...], merge: bool = True,
+                device: str = "cpu") -> list[Layer]:
     """Layers of one CPU forward pass of ``model`` on zeros of ``input_shape`` (eval mode, no grad).
 
     Conv1d/Conv2d (any groups, stride, dilation, padding) and Linear become Layers named by their qualified
     module names; modules without modelled MACs (norms, activations, pooling, ...) are skipped; a module of a
     MAC-doing type we cannot model (ConvTranspose, Conv3d, attention, RNNs, ...) raises ``ValueError``.
-    Functional ops called directly in ``forward`` (``F.conv2d``, ``torch.matmul``) are not seen.
+    Functional ops called directly in ``forward`` (``F.conv2d``, ``torch.matmul``) are not seen. ``device``:
+    where the zeros live (``"meta"`` runs shapes only, for a model whose parameters are on ``meta`` too).
     """
     import torch
 
@@ -129,7 +136,7 @@ def from_module(model: torch.nn.Module, input_shape: tuple[int, ...], merge: boo
     try:
         model.eval()
         with torch.no_grad():
-            model(torch.zeros(input_shape, device="cpu"))
+            model(torch.zeros(input_shape, device=device))
     finally:
         for handle in handles:
             handle.remove()
@@ -154,7 +161,7 @@ def _load_onnx(path: str | os.PathLike[str]) -> onnx.ModelProto:
         model = onnx.load(str(path), load_external_data=False)
     except FileNotFoundError:
         raise ValueError(f"ONNX file {path} does not exist") from None
-    except Exception as exc:  # noqa: BLE001 - DecodeError, OSError, ...: the file is no usable model
+    except Exception as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {detail})") from None
     if model.ir_version <= 0 or not model.HasField("graph") or not model.opset_import:
@@ -212,7 +219,7 @@ def from_onnx(
     symbolic_input = any(not isinstance(d, int) for v in data_inputs for d in _onnx_dims(v) or ["?"])
     try:
         model = shape_inference.infer_shapes(model, data_prop=True)
-    except Exception as exc:  # noqa: BLE001 - InferenceError and the like: the graph contradicts itself
+    except Exception as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise ValueError(f"ONNX shape inference failed on {path}: {detail}") from None
     graph = model.graph
@@ -235,46 +242,57 @@ def from_onnx(
     layers: list[Layer] = []
     for i, node in enumerate(graph.node):
         name = node.name or f"{node.op_type}_{i}"
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
-        if node.op_type in UNSUPPORTED_ONNX_OPS:
-            raise ValueError(f"ONNX node {name!r} ({node.op_type}) does MACs that hwmodel.Layer cannot model")
-        if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) < 2:
-            raise ValueError(f"ONNX node {name!r} ({node.op_type}) in {path} has {len(node.input)} input(s), needs 2")
-        if node.op_type == "Conv":
-            weight = shape(name, node.input[1])
-            if len(weight) not in (3, 4):
-                raise ValueError(f"ONNX node {name!r} is a {len(weight) - 2}-D Conv; only 1-D and 2-D are modelled")
-            rank = len(weight) - 2
-            _check_conv(name, path, shapes.get(node.input[0]), weight, attrs.get("group", 1))
-            layers.append(
-                _conv_layer(
-                    name,
-                    shape(name, node.output[0]),
-                    weight,
-                    attrs.get("group", 1),
-                    attrs.get("strides", [1] * rank),
-                    attrs.get("dilations", [1] * rank),
+        try:
+            attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+            if node.op_type in UNSUPPORTED_ONNX_OPS:
+                raise ValueError(f"ONNX node {name!r} ({node.op_type}) does MACs that hwmodel.Layer cannot model")
+            if node.op_type in ("Conv", "Gemm", "MatMul") and len(node.input) < 2:
+                raise ValueError(f"ONNX node {name!r} ({node.op_type}) in {path} has {len(node.input)} input(s), needs 2")
+            if node.op_type == "Conv":
+                weight = shape(name, node.input[1])
+                if len(weight) not in (3, 4):
+                    raise ValueError(f"ONNX node {name!r} is a {len(weight) - 2}-D Conv; only 1-D and 2-D are modelled")
+                rank = len(weight) - 2
+                _check_conv(name, path, shapes.get(node.input[0]), weight, attrs.get("group", 1))
+                layers.append(
+                    _conv_layer(
+                        name,
+                        shape(name, node.output[0]),
+                        weight,
+                        attrs.get("group", 1),
+                        attrs.get("strides", [1] * rank),
+                        attrs.get("dilations", [1] * rank),
+                    )
                 )
-            )
-        elif node.op_type == "Gemm":
-            a, b = shape(name, node.input[0]), shape(name, node.input[1])
-            if len(a) != 2 or len(b) != 2:
-                raise ValueError(f"ONNX node {name!r} (Gemm) in {path}: operands must be 2-D, got {a} and {b}")
-            rows, inner = (a[1], a[0]) if attrs.get("transA", 0) else (a[0], a[1])
-            c_in, k_out = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
-            if inner != c_in:
-                raise ValueError(f"ONNX node {name!r} (Gemm) in {path}: inner dims differ: A {a} "
-                                 f"(transA={attrs.get('transA', 0)}) has {inner} columns, B {b} "
-                                 f"(transB={attrs.get('transB', 0)}) has {c_in} rows")
-            layers.append(_linear_layer([rows, c_in], c_in, k_out, name))
-        elif node.op_type == "MatMul":
-            a, b = shape(name, node.input[0]), shape(name, node.input[1])
-            if len(b) != 2:
-                raise ValueError(f"ONNX node {name!r} (MatMul) has a rank-{len(b)} right operand; only 2-D is modelled")
-            if a[-1] != b[0]:
-                raise ValueError(f"ONNX node {name!r} (MatMul) in {path}: inner dims differ: {a} x {b} "
-                                 f"({a[-1]} != {b[0]})")
-            layers.append(_linear_layer(a, b[0], b[1], name))
+            elif node.op_type == "Gemm":
+                a, b = shape(name, node.input[0]), shape(name, node.input[1])
+                if len(a) != 2 or len(b) != 2:
+                    raise ValueError(f"ONNX node {name!r} (Gemm) in {path}: operands must be 2-D, got {a} and {b}")
+                rows, inner = (a[1], a[0]) if attrs.get("transA", 0) else (a[0], a[1])
+                c_in, k_out = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
+                if inner != c_in:
+                    raise ValueError(f"ONNX node {name!r} (Gemm) in {path}: inner dims differ: A {a} "
+                                     f"(transA={attrs.get('transA', 0)}) has {inner} columns, B {b} "
+                                     f"(transB={attrs.get('transB', 0)}) has {c_in} rows")
+                layers.append(_linear_layer([rows, c_in], c_in, k_out, name))
+            elif node.op_type == "MatMul":
+                a, b = shape(name, node.input[0]), shape(name, node.input[1])
+                if len(b) != 2:
+                    raise ValueError(f"ONNX node {name!r} (MatMul) has a rank-{len(b)} right operand; only 2-D is modelled")
+                if not a or a[-1] != b[0]:
+                    raise ValueError(f"ONNX node {name!r} (MatMul) in {path}: inner dims differ: {a} x {b} "
+                                     f"({a[-1] if a else 'a scalar'} != {b[0]})")
+                layers.append(_linear_layer(a, b[0], b[1], name))
+        except ValueError as exc:
+            msg = str(exc)
+            if str(path) in msg:
+                raise
+            if msg.startswith("ONNX node"):
+                raise ValueError(f"{msg} (in {path})") from None
+            raise ValueError(f"ONNX node {name!r} ({node.op_type}) in {path}: {msg}") from None
+        except (IndexError, KeyError, TypeError, OverflowError) as exc:  # malformed attributes or shapes
+            raise ValueError(f"ONNX node {name!r} ({node.op_type}) in {path} is malformed: "
+                             f"{type(exc).__name__}: {exc}") from None
     return merge_layers(layers) if merge else layers
 
 
@@ -285,12 +303,38 @@ def torchvision_model(name: str) -> torch.nn.Module:
     """
     import torchvision
 
-    known = torchvision.models.list_models(module=torchvision.models)
-    if name not in known:
-        raise ValueError(f"unknown torchvision model {name!r}; known classification models: {', '.join(sorted(known))}")
+    _check_model_name(name)
     return torchvision.models.get_model(name, weights=None)
 
 
+def _check_model_name(name: str) -> None:
+    import torchvision
+
+    known = torchvision.models.list_models(module=torchvision.models)
+    if name not in known:
+        shown = repr(name) if len(name) <= 60 else repr(name[:57] + "...")
+        raise ValueError(f"unknown torchvision model {shown}; known classification models: {', '.join(sorted(known))}")
+
+
 def model_layers(name: str, resolution: int = 224, batch: int = 1) -> list[Layer]:
-    """Merged layers of torchvision model ``name`` on ``batch`` RGB images of ``resolution`` pixels square."""
-    return from_module(torchvision_model(name), (batch, 3, resolution, resolution))
+    """Merged layers of torchvision model ``name`` on ``batch`` RGB images of ``resolution`` pixels square.
+
+    Shapes only: the model is built and run on PyTorch's ``meta`` device (no weights initialised, no arithmetic,
+    no memory for activations), once with batch 1; the batch then scales every layer's ``N`` (classification
+    models treat images independently). A model that cannot run on ``meta`` runs on the CPU instead."""
+    import torch
+
+    if not isinstance(resolution, int) or not 1 <= resolution <= MAX_RESOLUTION:
+        raise ValueError(f"--resolution must be an integer 1..{MAX_RESOLUTION}, got {resolution!r}")
+    if not isinstance(batch, int) or not 1 <= batch <= MAX_BATCH:
+        raise ValueError(f"--batch must be an integer 1..{MAX_BATCH}, got {batch!r}")
+    _check_model_name(name)
+    try:
+        with torch.device("meta"):
+            model = torchvision_model(name)
+        layers = from_module(model, (1, 3, resolution, resolution), merge=False, device="meta")
+    except (NotImplementedError, RuntimeError, TypeError):
+        layers = from_module(torchvision_model(name), (1, 3, resolution, resolution), merge=False)
+    if batch > 1:
+        layers = [replace(layer, N=layer.N * batch) for layer in layers]
+    return merge_layers(layers)
