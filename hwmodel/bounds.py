@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import DIMS, Layer
+from hwmodel.templates import no_waste_values
 
 
 @dataclass(frozen=True)
@@ -35,11 +36,6 @@ class LowerBound:
 
     def to_dict(self) -> dict[str, float]:
         return {"cycles": self.cycles, "energy_pj": self.energy_pj}
-
-
-def _no_waste(r: int) -> list[int]:
-    """Tile bounds worth considering for a dim of ``r``: ``ceil(r / j)``, the smallest bound for each count."""
-    return sorted({-(-r // j) for j in range(1, r + 1)})
 
 
 def min_compute_cycles(layer: Layer, accel: Accelerator) -> int:
@@ -60,7 +56,7 @@ def min_compute_cycles(layer: Layer, accel: Accelerator) -> int:
             rec(nxt, 0, axes[nxt][1] if nxt < len(axes) else 1, rem)
             return
         d = allowed[i]
-        for f in _no_waste(rem[d]):
+        for f in no_waste_values(rem[d], rem[d]):
             if f > room:
                 break
             saved = rem[d]
@@ -72,10 +68,22 @@ def min_compute_cycles(layer: Layer, accel: Accelerator) -> int:
     return int(best)
 
 
+def distinct_window_rows(extent: int, taps: int, stride: int, dilation: int) -> int:
+    """Distinct values of ``p*stride + r*dilation`` for ``p < extent``, ``r < taps``, in closed form.
+
+    With ``g = gcd(stride, dilation)``, ``s = stride/g`` and ``d = dilation/g``, rows ``r`` in the same residue
+    class mod ``s`` give progressions shifted by ``d`` (in units of ``s``): each of the ``min(s, taps)`` classes
+    contributes ``extent`` values for its first row and ``min(d, extent)`` new ones for every further row."""
+    g = math.gcd(stride, dilation)
+    s, d = stride // g, dilation // g
+    classes = min(s, taps)
+    return classes * extent + (taps - classes) * min(d, extent)
+
+
 def _needed_input_words(layer: Layer) -> int:
     """Input elements some MAC reads: distinct ``p*stride + r*dilation`` rows times distinct columns."""
-    rows = len({p * layer.stride[0] + r * layer.dilation[0] for p in range(layer.P) for r in range(layer.R)})
-    cols = len({q * layer.stride[1] + s * layer.dilation[1] for q in range(layer.Q) for s in range(layer.S)})
+    rows = distinct_window_rows(layer.P, layer.R, layer.stride[0], layer.dilation[0])
+    cols = distinct_window_rows(layer.Q, layer.S, layer.stride[1], layer.dilation[1])
     return layer.N * layer.G * layer.C * rows * cols
 
 

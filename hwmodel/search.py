@@ -27,6 +27,7 @@ from hwmodel.family import L2_LEVEL, family_params
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
 from hwmodel.report import best_template, objective_value
+from hwmodel.templates import no_waste_values
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
@@ -407,10 +408,6 @@ def polish_mapping(
 # --- exhaustive search (reference for small layers) --------------------------------------------------------
 
 
-def _no_waste(r: int) -> list[int]:
-    return sorted({-(-r // j) for j in range(1, r + 1)})
-
-
 def _axis_splits(rem: list[int], allowed: list[int], size: int) -> list[dict[int, int]]:
     """All assignments of no-waste unroll factors to ``allowed`` dims with product <= size."""
     out: list[dict[int, int]] = []
@@ -420,7 +417,7 @@ def _axis_splits(rem: list[int], allowed: list[int], size: int) -> list[dict[int
             out.append(dict(cur))
             return
         d = allowed[i]
-        for f in _no_waste(rem[d]):
+        for f in no_waste_values(rem[d], rem[d]):
             if f <= room:
                 cur[d] = f
                 rec(i + 1, room // f, cur)
@@ -466,9 +463,9 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int = 5_000_000)
         per_dim = []
         for d in range(8):
             opts = []
-            for f1 in _no_waste(rem[d]):
+            for f1 in no_waste_values(rem[d], rem[d]):
                 r2 = -(-rem[d] // f1)
-                for f2 in _no_waste(r2):
+                for f2 in no_waste_values(r2, r2):
                     opts.append((-(-r2 // f2), f2, f1))
             per_dim.append(opts)
         for split in itertools.product(*per_dim):

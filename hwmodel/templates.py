@@ -43,7 +43,7 @@ DATAFLOWS: dict[str, Dataflow] = {
 }
 
 
-def _no_waste_values(rem: int, limit: int) -> list[int]:
+def no_waste_values(rem: int, limit: int) -> list[int]:
     """Factors ``v <= limit`` worth trying for a dim of ``rem`` iterations: the distinct ``ceil(rem / j)``, j >= 1.
 
     ``ceil(rem / j) = floor((rem - 1) / j) + 1`` takes O(sqrt(rem)) distinct values; they are enumerated block by
@@ -93,7 +93,7 @@ def _choose_axis(dims: list[int], rem: np.ndarray, size: int) -> dict[int, int]:
     dims = [d for d in dims if rem[d] > 1]
     if not dims or size == 1:
         return {}
-    options = [_no_waste_values(int(rem[d]), size) for d in dims]
+    options = [no_waste_values(int(rem[d]), size) for d in dims]
     rems = [int(rem[d]) for d in dims]
     best_f = _walk_axis(options, rems, size, _AXIS_VISITS)
     if best_f is None:
@@ -166,7 +166,7 @@ def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping
     if not accel.systolic:
         for name in _substitute_groups(flow.l1, layer):
             d = DIMS.index(name)
-            values = _no_waste_values(int(rem[d]), int(rem[d]))
+            values = no_waste_values(int(rem[d]), int(rem[d]))
             if len(values) <= 64:
                 for v in reversed(values):
                     temporal[2, d] = v

@@ -56,7 +56,7 @@ __all__ = ["BUNDLE_FILES", "export_bundle", "load_bundle"]
 BUNDLE_SCHEMA_VERSION = 1
 BUNDLE_FILES = (
     "model.pt2", "model.onnx", "weights.safetensors", "subnet.json", "accelerator.json", "accelerator.yaml",
-    "mapping.json", "mapping.csv", "metrics.json", "report.md", "pareto.png", "breakdown.png",
+    "mapping.json", "mapping.csv", "metrics.json", "report.md", "pareto.png", "breakdown.png", "timeloop",
 )
 #: Largest |onnxruntime - PyTorch| logit difference export accepts.
 ONNX_ATOL = 1e-4
@@ -184,7 +184,7 @@ def _write_hardware(tmp: Path, result: dict[str, Any], onnx_path: Path) -> dict[
     return report
 
 
-def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: list) -> None:
+def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: dict) -> None:
     """``timeloop/``: the accelerator as a Timeloop architecture + ERT summary and, per layer, the problem and
     mapping, so ``naas-hw evaluate --timeloop`` (or Timeloop) re-runs the design layer by layer."""
     import re
@@ -197,10 +197,10 @@ def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: li
     (folder / "arch.yaml").write_text(architecture_yaml(hier))
     (folder / "ERT_summary.yaml").write_text(ert_summary_yaml(hier))
     skipped = []
-    for layer, mapping in zip(layers, mappings):
+    for layer in layers:
         stem = re.sub(r"[^A-Za-z0-9_-]+", "_", layer.name) or "layer"
         try:
-            text = mapping_yaml(hier, nest_mapping(accel, mapping))
+            text = mapping_yaml(hier, nest_mapping(accel, mappings[layer.name]))
         except ValueError as exc:
             skipped.append(f"{layer.name}: {exc}")
             continue

@@ -288,3 +288,12 @@ def test_accelergy_size_law_anchors():
     assert sram_energy_pj(192) == pytest.approx(1.586)
     assert sram_energy_pj(16384, word_bits=64) == pytest.approx(52.612)
     assert sram_energy_pj(12) < sram_energy_pj(100) < sram_energy_pj(192) < sram_energy_pj(4096) < sram_energy_pj(10**6)
+
+
+@settings(max_examples=200, deadline=None)
+@given(extent=st.integers(1, 40), taps=st.integers(1, 12), stride=st.integers(1, 6), dilation=st.integers(1, 6))
+def test_distinct_window_rows_closed_form(extent, taps, stride, dilation):
+    from hwmodel.bounds import distinct_window_rows
+
+    want = len({p * stride + r * dilation for p in range(extent) for r in range(taps)})
+    assert distinct_window_rows(extent, taps, stride, dilation) == want

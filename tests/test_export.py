@@ -95,6 +95,21 @@ def test_bundle_files_and_onnx(bundle, run_dir):
     rows = (bundle / "mapping.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + len(mapping["layers"]) == 1 + len(result["mappings"])
     assert all(e["loop_nest"] and e["source_layer"] for e in mapping["layers"])
+    # timeloop/: every layer re-runs from Timeloop files with the same compute cycles as mapping.json
+    from hwmodel.nestmodel import evaluate_nest_mapping
+    from hwmodel.timeloop_import import load_timeloop
+
+    tl = bundle / "timeloop"
+    maps = sorted(tl.glob("*.map.yaml"))
+    assert (tl / "arch.yaml").is_file() and (tl / "ERT_summary.yaml").is_file() and (tl / "README.txt").is_file()
+    assert len(maps) + (tl / "README.txt").read_text().count("no Timeloop split form") == len(mapping["layers"])
+    by_stem = {e["name"].replace(".", "_").replace("/", "_"): e for e in mapping["layers"]}
+    for m in maps:
+        stem = m.name[: -len(".map.yaml")]
+        hier, layer, nest = load_timeloop(tl / "arch.yaml", tl / f"{stem}.problem.yaml", m, tl / "ERT_summary.yaml")
+        cost = evaluate_nest_mapping(layer, hier, nest)
+        assert cost.valid and cost.macs == by_stem[stem]["macs"]
+        assert cost.compute_cycles <= by_stem[stem]["compute_cycles"]  # systolic fold skew is not in the format
     report = (bundle / "report.md").read_text()
     assert "![Pareto front](pareto.png)" in report and "breakdown.png" in report
 
