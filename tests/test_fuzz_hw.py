@@ -35,7 +35,7 @@ from hwmodel.layer import DIMS
 from hwmodel.templates import (
     DATAFLOWS,
     _choose_axis,
-    _no_waste_values,
+    no_waste_values,
     template_mapping,
 )
 from hwmodel.validate import MAX_AXIS, MAX_DIM, MAX_STRIDE, MAX_WORK
@@ -538,7 +538,7 @@ def test_unwritable_out_folder(tmp_path):
 def test_no_waste_values_match_the_definition(rem, limit):
     CASES["bounded"] += 1
     want = sorted({1} | {-(-rem // j) for j in range(1, rem + 1) if -(-rem // j) <= limit})
-    assert _no_waste_values(rem, limit) == want
+    assert no_waste_values(rem, limit) == want
 
 
 def test_huge_dims_are_fast():
