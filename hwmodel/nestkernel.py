@@ -137,6 +137,9 @@ RO_SKIP, RO_FREE, RO_STEP, RO_RESET, RO_ZERO, RO_DEDUP, RO_UNION = 0, 1, 2, 3, 4
 #: Loop table columns ``loops[j, :]``.
 LO_DIM, LO_BOUND, LO_LEVEL, LO_SPATIAL, LO_STEP = range(5)
 LO_SIZE = 5
+#: Padded windows with more index combinations than this are summed in closed form (exact away from the
+#: padded edge) instead of enumerated: keeps every evaluation bounded for layers up to the 2**24-dim limit.
+ENUM_LIMIT = 4096.0
 #: Scratch columns of the group sums.
 GS_A, GS_B, GS_C = range(3)
 
@@ -494,7 +497,13 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
             s, dl_ = lp[LP_STRIDE_W], lp[LP_DIL_W]
         sh = abs(shift_a * s + shift_b * dl_)
         longest = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl_ + 1
-        if merge or (moved and sh < longest):
+        configs = 1.0
+        for k in range(dn[da] + dn[db]):
+            j = dl[da, k] if k < dn[da] else dl[db, k - dn[da]]
+            if roles[j] == RO_FREE or roles[j] == RO_STEP or roles[j] == RO_DEDUP or roles[j] == RO_UNION:
+                configs *= loops[j, LO_BOUND]
+        exact = configs <= ENUM_LIMIT
+        if exact and (merge or (moved and sh < longest)):
             _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out)
             return
         # sum of window lengths over the product of the P (a) and R (b) index sets
@@ -503,6 +512,24 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
         sb = _digit_count(lp[db], eb, loops, dl, dn, roles, db, False, False, False)
         nb = _digit_count(lp[db], 1, loops, dl, dn, roles, db, False, False, False)
         a = s * (sa - na) * nb + dl_ * (sb - nb) * na + na * nb
+        if not exact:
+            # beyond ENUM_LIMIT positions: siblings merged and overlaps taken as for full windows (exact away
+            # from the padded edge)
+            if merge:
+                raw = 1.0
+                for k in range(dn[da] + dn[db]):
+                    j = dl[da, k] if k < dn[da] else dl[db, k - dn[da]]
+                    if roles[j] == RO_DEDUP:
+                        raw *= loops[j, LO_BOUND]
+                a *= _distinct_window(lp, kind, da, db, loops, n_loops, roles) / raw
+            out[GS_A] = a
+            if moved and sh < longest:
+                out[GS_B] = a * (longest - sh) / longest if sh > 0 else 0.0
+                out[GS_C] = a if sh == 0 else 0.0
+            else:
+                out[GS_B] = 0.0
+                out[GS_C] = 0.0 if moved else a
+            return
         out[GS_A] = a
         out[GS_B] = 0.0
         out[GS_C] = 0.0 if moved else a  # moved by at least the longest window: nothing in common
