@@ -191,6 +191,19 @@ def _check_conv(name: str, path: str | os.PathLike[str], data: Sequence[int | st
 def from_onnx(
     path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None, merge: bool = True
 ) -> list[Layer]:
+    """Layers of an ONNX graph (see :func:`_from_onnx`); every ``ValueError`` names the file."""
+    try:
+        return _from_onnx(path, input_shape, merge)
+    except ValueError as exc:
+        msg = str(exc)
+        if str(path) in msg:
+            raise
+        raise ValueError(f"{path}: {msg}") from None
+
+
+def _from_onnx(
+    path: str | os.PathLike[str], input_shape: tuple[int, ...] | None = None, merge: bool = True
+) -> list[Layer]:
     """Layers of an ONNX graph from shapes only (weights may be external or missing).
 
     Conv (1-D/2-D), Gemm and MatMul with a 2-D right operand are read; output shapes come from ONNX shape

@@ -46,6 +46,14 @@ RECIPE = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _no_debug_leak(monkeypatch):
+    """``naas-train --debug`` exports NAAS_DEBUG for the ranks it launches; in-process calls must not leak it.
+    (``setenv`` records the unset state so teardown removes whatever the test left; ``delenv`` of an unset
+    variable records nothing.)"""
+    monkeypatch.setenv("NAAS_DEBUG", "")
+
+
 def naas_train(cwd: Path, *args: str, **env: str) -> subprocess.CompletedProcess:
     script = Path(sys.executable).parent / "naas-train"
     command = [str(script)] if script.is_file() else [sys.executable, "-c", "from naas_train.entry import main; main()"]
