@@ -190,31 +190,18 @@ def _interval(kind, lp, da, db, oa, ob, ea, eb):
     b1 = min(ob + eb, lp[db])
     if a1 <= oa or b1 <= ob:
         return 0, 0
-    if kind == GK_WINDOW_H:
-        s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
-    else:
-        s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+    s, dl = _window_coefs(kind, lp)
     return oa * s + ob * dl, (a1 - 1) * s + (b1 - 1) * dl + 1
 
 
 @njit(cache=True, inline="always")
-def _coef_a(kind, lp):
-    """Data-space step of the first dim of a group (stride for windows, 1 otherwise)."""
+def _window_coefs(kind, lp):
+    """Data-space steps ``(of dim a, of dim b)`` of a group: (stride, dilation) for windows, (1, 1) otherwise."""
     if kind == GK_WINDOW_H:
-        return lp[LP_STRIDE_H]
+        return lp[LP_STRIDE_H], lp[LP_DIL_H]
     if kind == GK_WINDOW_W:
-        return lp[LP_STRIDE_W]
-    return 1
-
-
-@njit(cache=True, inline="always")
-def _coef_b(kind, lp):
-    """Data-space step of the second dim of a group (dilation for windows)."""
-    if kind == GK_WINDOW_H:
-        return lp[LP_DIL_H]
-    if kind == GK_WINDOW_W:
-        return lp[LP_DIL_W]
-    return 1
+        return lp[LP_STRIDE_W], lp[LP_DIL_W]
+    return 1, 1
 
 
 @njit(cache=True)
@@ -296,10 +283,10 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
                         has_union = True
                     if loops[j, LO_DIM] == da:
                         xa += v * loops[j, LO_STEP]
-                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _coef_a(kind, lp)
+                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[0]
                     else:
                         xb += v * loops[j, LO_STEP]
-                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _coef_b(kind, lp)
+                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[1]
             s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
             if e_new <= s_new:
                 continue
@@ -359,10 +346,7 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
 def _distinct_window(lp, kind, da, db, loops, n_loops, roles):
     """Distinct children of a window group: per fanout level (Timeloop compares the siblings of one
     fanout), the distinct offsets ``p*stride + r*dilation`` of its DEDUP loops; multiplied over levels."""
-    if kind == GK_WINDOW_H:
-        s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
-    else:
-        s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+    s, dl = _window_coefs(kind, lp)
     total = 1
     for lvl in range(MAX_LEVELS):
         n = 1
@@ -491,10 +475,7 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
                     shift_a += v
                 else:
                     shift_b += v
-        if kind == GK_WINDOW_H:
-            s, dl_ = lp[LP_STRIDE_H], lp[LP_DIL_H]
-        else:
-            s, dl_ = lp[LP_STRIDE_W], lp[LP_DIL_W]
+        s, dl_ = _window_coefs(kind, lp)
         sh = abs(shift_a * s + shift_b * dl_)
         longest = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl_ + 1
         configs = 1.0
@@ -561,10 +542,7 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
             has_dedup = True
     if has_dedup:
         n *= wdist if wdist > 0 else _distinct_window(lp, kind, da, db, loops, n_loops, roles)
-    if kind == GK_WINDOW_H:
-        s, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
-    else:
-        s, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+    s, dl = _window_coefs(kind, lp)
     ln = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl + 1
     sh = shift_a * s + shift_b * dl
     out[GS_A] = n * ln
@@ -616,10 +594,7 @@ def _window_class(t, lp, ext, shift):
                 changed += 1
                 code = MV_FULL
             continue
-        if kind == GK_WINDOW_H:
-            st, dl = lp[LP_STRIDE_H], lp[LP_DIL_H]
-        else:
-            st, dl = lp[LP_STRIDE_W], lp[LP_DIL_W]
+        st, dl = _window_coefs(kind, lp)
         sh = shift[da] * st + shift[db] * dl
         if sh == 0:
             continue
@@ -817,10 +792,7 @@ def _transfers_unpadded(t, lp, ext, loops, n_loops, tile_level, roles, first_onl
             g = (mv - MV_SLAB) // 2
             da = GROUPS[t, g, 1]
             db = GROUPS[t, g, 2]
-            if GROUPS[t, g, 0] == GK_WINDOW_H:
-                st, dl_ = lp[LP_STRIDE_H], lp[LP_DIL_H]
-            else:
-                st, dl_ = lp[LP_STRIDE_W], lp[LP_DIL_W]
+            st, dl_ = _window_coefs(GROUPS[t, g, 0], lp)
             ln = (min(ext[da], lp[da]) - 1) * st + (min(ext[db], lp[db]) - 1) * dl_ + 1
             sh = abs(shift[da] * st + shift[db] * dl_)
             f = frac[j] if sliding else 1.0
