@@ -24,6 +24,11 @@ Semantics (Timeloop v0.3/v0.4 with axis-aligned-hyper-rectangle point sets; ``sh
 
 The counting is exact for imperfect factors too: per event type and per data-space dim the sums run
 over the actual loop indices (a closed form is used when a dim is covered without padding).
+
+Speed: the per-mapping functions are compiled with ``_nrt=False`` (numba's reference counting off): they
+never allocate and only index arrays their caller owns (scratch from :func:`workspace` / :func:`scratch`),
+so the ~15 array arguments threaded through every call would otherwise cost an atomic incref/decref pair
+each at every call and inlined call site (measured: more than half of an evaluation's time).
 """
 
 from __future__ import annotations
@@ -140,11 +145,17 @@ LO_SIZE = 5
 #: Padded windows with more index combinations than this are summed in closed form (exact away from the
 #: padded edge) instead of enumerated: keeps every evaluation bounded for layers up to the 2**24-dim limit.
 ENUM_LIMIT = 4096.0
+#: Layout of the int64 ``idx`` scratch (:data:`IDX_SCRATCH` long): the loops of a group, then the enumeration's
+#: counters, one sibling key and the keys seen so far (at most ``ENUM_LIMIT`` configurations are enumerated).
+IDX_CTR = MAX_LOOPS
+IDX_KEY = 2 * MAX_LOOPS
+IDX_SEEN = IDX_KEY + MAX_LEVELS
+IDX_SCRATCH = IDX_SEEN + int(ENUM_LIMIT) * MAX_LEVELS
 #: Scratch columns of the group sums.
 GS_A, GS_B, GS_C = range(3)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def build_loops(tfac, sfac, order, n_levels, loops):
     """Fill ``loops`` (outermost first) with the loops of bound > 1; returns their number.
 
@@ -176,7 +187,7 @@ def build_loops(tfac, sfac, order, n_levels, loops):
     return n
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _interval(kind, lp, da, db, oa, ob, ea, eb):
     """The data-space interval ``(start, end)`` of a tile at offsets ``oa``/``ob`` with extents ``ea``/``eb``
     (``end <= start``: empty)."""
@@ -194,7 +205,7 @@ def _interval(kind, lp, da, db, oa, ob, ea, eb):
     return oa * s + ob * dl, (a1 - 1) * s + (b1 - 1) * dl + 1
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _window_coefs(kind, lp):
     """Data-space steps ``(of dim a, of dim b)`` of a group: (stride, dilation) for windows, (1, 1) otherwise."""
     if kind == GK_WINDOW_H:
@@ -204,12 +215,12 @@ def _window_coefs(kind, lp):
     return 1, 1
 
 
-@njit(cache=True)
-def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
+@njit(cache=True, _nrt=False)
+def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi):
     """Sums of one data-space group by enumerating the indices of its loops (exact, any padding).
 
-    ``out[GS_A]`` = sum of new-tile lengths, ``out[GS_B]`` = sum of the overlap with the previous tile over
-    configurations where this group changed, ``out[GS_C]`` = sum of new-tile lengths where it did not.
+    ``gsum[gi, GS_A]`` = sum of new-tile lengths, ``gsum[gi, GS_B]`` = sum of the overlap with the previous tile over
+    configurations where this group changed, ``gsum[gi, GS_C]`` = sum of new-tile lengths where it did not.
     Loops with ``RO_DEDUP`` are children of one parent: identical intervals among them count once;
     ``RO_UNION`` loops are unioned (the group's extent over time: outputs' partition size).
     """
@@ -224,11 +235,9 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
     b_sum = 0.0
     c_sum = 0.0
     # counters over summed loops (FREE, STEP) and, inside, DEDUP/UNION loops
-    ctr = np.zeros(m, dtype=np.int64)
     # first config: STEP starts at 1
     for i in range(m):
-        if roles[idx[i]] == RO_STEP:
-            ctr[i] = 1
+        idx[IDX_CTR + i] = 1 if roles[idx[i]] == RO_STEP else 0
     while True:
         # base offsets (new, old) from FREE/STEP/RESET/ZERO loops
         na = 0
@@ -241,8 +250,8 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
             st = loops[j, LO_STEP]
             d = loops[j, LO_DIM]
             if r == RO_FREE or r == RO_STEP:
-                vn = ctr[i] * st
-                vo = (ctr[i] - 1) * st if r == RO_STEP else vn
+                vn = idx[IDX_CTR + i] * st
+                vo = (idx[IDX_CTR + i] - 1) * st if r == RO_STEP else vn
             elif r == RO_RESET:
                 vn = 0
                 vo = (loops[j, LO_BOUND] - 1) * st
@@ -260,8 +269,6 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
             r = roles[idx[i]]
             if r == RO_DEDUP or r == RO_UNION:
                 n_inner *= loops[idx[i], LO_BOUND]
-        seen = np.empty((n_inner, MAX_LEVELS), dtype=np.int64)
-        key = np.empty(MAX_LEVELS, dtype=np.int64)
         n_seen = 0
         union_lo = 1 << 62
         union_hi = -1
@@ -271,7 +278,8 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
             rem = k
             xa = na
             xb = nb
-            key[:] = 0
+            for lv in range(MAX_LEVELS):
+                idx[IDX_KEY + lv] = 0
             for i in range(m):
                 j = idx[i]
                 r = roles[j]
@@ -283,10 +291,10 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
                         has_union = True
                     if loops[j, LO_DIM] == da:
                         xa += v * loops[j, LO_STEP]
-                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[0]
+                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[0]
                     else:
                         xb += v * loops[j, LO_STEP]
-                        key[loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[1]
+                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[1]
             s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
             if e_new <= s_new:
                 continue
@@ -304,7 +312,7 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
             for q in range(n_seen):
                 same = True
                 for lv in range(MAX_LEVELS):
-                    if seen[q, lv] != key[lv]:
+                    if idx[IDX_SEEN + q * MAX_LEVELS + lv] != idx[IDX_KEY + lv]:
                         same = False
                         break
                 if same:
@@ -312,7 +320,8 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
                     break
             if dup:
                 continue
-            seen[n_seen] = key
+            for lv in range(MAX_LEVELS):
+                idx[IDX_SEEN + n_seen * MAX_LEVELS + lv] = idx[IDX_KEY + lv]
             n_seen += 1
             s_old, e_old = _interval(kind, lp, da, db, xa - na + oa_, xb - nb + ob_, ea, eb)
             ln = e_new - s_new
@@ -330,52 +339,51 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out):
         while i < m:
             r = roles[idx[i]]
             if r == RO_FREE or r == RO_STEP:
-                ctr[i] += 1
-                if ctr[i] < loops[idx[i], LO_BOUND]:
+                idx[IDX_CTR + i] += 1
+                if idx[IDX_CTR + i] < loops[idx[i], LO_BOUND]:
                     break
-                ctr[i] = 1 if r == RO_STEP else 0
+                idx[IDX_CTR + i] = 1 if r == RO_STEP else 0
             i += 1
         if i == m:
             break
-    out[GS_A] = a_sum
-    out[GS_B] = b_sum
-    out[GS_C] = c_sum
+    gsum[gi, GS_A] = a_sum
+    gsum[gi, GS_B] = b_sum
+    gsum[gi, GS_C] = c_sum
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _distinct_window(lp, kind, da, db, loops, n_loops, roles):
     """Distinct children of a window group: per fanout level (Timeloop compares the siblings of one
-    fanout), the distinct offsets ``p*stride + r*dilation`` of its DEDUP loops; multiplied over levels."""
+    fanout), the distinct offsets ``p*stride + r*dilation`` of its DEDUP loops; multiplied over levels.
+
+    A level has at most one spatial loop per dim (:func:`build_loops`), so its offsets are ``i*A + j*B``
+    (``i < Ba``, ``j < Bb``); with ``g = gcd(A, B)``, ``A' = A/g``, ``B' = B/g`` two pairs coincide iff
+    they differ by a multiple of ``(B', -A')``, so each value has one representative with ``i < B'`` or
+    ``j >= Bb - A'`` and the count is ``Ba*Bb - max(0, Ba - B') * max(0, Bb - A')``."""
     s, dl = _window_coefs(kind, lp)
     total = 1
     for lvl in range(MAX_LEVELS):
-        n = 1
+        ba = 1
+        bb = 1
+        ca = 0
+        cb = 0
         for j in range(n_loops):
-            if roles[j] == RO_DEDUP and loops[j, LO_LEVEL] == lvl and (loops[j, LO_DIM] == da or loops[j, LO_DIM] == db):
-                n *= loops[j, LO_BOUND]
-        if n == 1:
+            if roles[j] == RO_DEDUP and loops[j, LO_LEVEL] == lvl:
+                if loops[j, LO_DIM] == da:
+                    ba = loops[j, LO_BOUND]
+                    ca = loops[j, LO_STEP] * s
+                elif loops[j, LO_DIM] == db:
+                    bb = loops[j, LO_BOUND]
+                    cb = loops[j, LO_STEP] * dl
+        if ba == 1 or bb == 1:
+            total *= ba * bb
             continue
-        vals = np.empty(n, dtype=np.int64)
-        for k in range(n):
-            rem = k
-            v = 0
-            for j in range(n_loops):
-                if roles[j] == RO_DEDUP and loops[j, LO_LEVEL] == lvl and (loops[j, LO_DIM] == da or loops[j, LO_DIM] == db):
-                    b = loops[j, LO_BOUND]
-                    x = rem % b
-                    rem //= b
-                    v += x * loops[j, LO_STEP] * (s if loops[j, LO_DIM] == da else dl)
-            vals[k] = v
-        vals.sort()
-        distinct = 0
-        for k in range(n):
-            if k == 0 or vals[k] != vals[k - 1]:
-                distinct += 1
-        total *= distinct
+        g = math.gcd(ca, cb)
+        total *= ba * bb - max(0, ba - cb // g) * max(0, bb - ca // g)
     return total
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _digit_count(D, E, loops, dl, dn, roles, d, old, indicator, full):
     """Number of (loop indices, e) with ``offset + e < D`` and ``e < E`` for dim ``d``, where the offset is
     ``sum(index * step)`` over the dim's loops above the tile, each index in the range its role allows
@@ -427,8 +435,8 @@ def _digit_count(D, E, loops, dl, dn, roles, d, old, indicator, full):
     return total + min(rem, E)
 
 
-@njit(cache=True, inline="always")
-def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out, dl, dn, wdist):
+@njit(cache=True, _nrt=False, inline="always")
+def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, gsum, gi, dl, dn, wdist):
     """Group sums (see :func:`_group_sums_enum`): digit counting for plain and indicator groups (exact with
     padding), a closed form for windows without padding, enumeration for padded windows."""
     if kind == GK_PLAIN or kind == GK_INDICATOR:
@@ -444,16 +452,16 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
                 has_step = True
             elif r == RO_RESET:
                 has_reset = True
-        out[GS_A] = a
-        out[GS_B] = 0.0
+        gsum[gi, GS_A] = a
+        gsum[gi, GS_B] = 0.0
         if not (has_step or has_reset):
-            out[GS_C] = a
+            gsum[gi, GS_C] = a
         elif not ind:
-            out[GS_C] = 0.0  # the offset moved by at least a tile: nothing in common
+            gsum[gi, GS_C] = 0.0  # the offset moved by at least a tile: nothing in common
         elif has_step:
-            out[GS_C] = a  # validity can only be lost moving forward: both valid iff the new one is
+            gsum[gi, GS_C] = a  # validity can only be lost moving forward: both valid iff the new one is
         else:
-            out[GS_C] = _digit_count(lp[da], 1, loops, dl, dn, roles, da, True, True, full)
+            gsum[gi, GS_C] = _digit_count(lp[da], 1, loops, dl, dn, roles, da, True, True, full)
         return
     if cover[da] != lp[da] or cover[db] != lp[db]:
         # padded window: closed forms unless the window slides with overlap or has siblings to merge
@@ -485,7 +493,7 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
                 configs *= loops[j, LO_BOUND]
         exact = configs <= ENUM_LIMIT
         if exact and (merge or (moved and sh < longest)):
-            _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, out)
+            _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
             return
         # sum of window lengths over the product of the P (a) and R (b) index sets
         sa = _digit_count(lp[da], ea, loops, dl, dn, roles, da, False, False, False)
@@ -503,17 +511,17 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
                     if roles[j] == RO_DEDUP:
                         raw *= loops[j, LO_BOUND]
                 a *= _distinct_window(lp, kind, da, db, loops, n_loops, roles) / raw
-            out[GS_A] = a
+            gsum[gi, GS_A] = a
             if moved and sh < longest:
-                out[GS_B] = a * (longest - sh) / longest if sh > 0 else 0.0
-                out[GS_C] = a if sh == 0 else 0.0
+                gsum[gi, GS_B] = a * (longest - sh) / longest if sh > 0 else 0.0
+                gsum[gi, GS_C] = a if sh == 0 else 0.0
             else:
-                out[GS_B] = 0.0
-                out[GS_C] = 0.0 if moved else a
+                gsum[gi, GS_B] = 0.0
+                gsum[gi, GS_C] = 0.0 if moved else a
             return
-        out[GS_A] = a
-        out[GS_B] = 0.0
-        out[GS_C] = 0.0 if moved else a  # moved by at least the longest window: nothing in common
+        gsum[gi, GS_A] = a
+        gsum[gi, GS_B] = 0.0
+        gsum[gi, GS_C] = 0.0 if moved else a  # moved by at least the longest window: nothing in common
         return
     n = 1.0
     shift_a = 0
@@ -545,23 +553,23 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, out
     s, dl = _window_coefs(kind, lp)
     ln = (min(ea, lp[da]) - 1) * s + (min(eb, lp[db]) - 1) * dl + 1
     sh = shift_a * s + shift_b * dl
-    out[GS_A] = n * ln
+    gsum[gi, GS_A] = n * ln
     if sh != 0:
-        out[GS_B] = n * max(0, ln - abs(sh))
-        out[GS_C] = 0.0
+        gsum[gi, GS_B] = n * max(0, ln - abs(sh))
+        gsum[gi, GS_C] = 0.0
     else:
-        out[GS_B] = 0.0
-        out[GS_C] = n * ln
+        gsum[gi, GS_B] = 0.0
+        gsum[gi, GS_C] = n * ln
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, dl, dn):
     """Sum over the configurations described by ``roles`` of the tensor's tile size (no delta)."""
     ng = 0
     while ng < MAX_GROUPS and GROUPS[t, ng, 0] != GK_NONE:
         da = GROUPS[t, ng, 1]
         db = GROUPS[t, ng, 2]
-        _group_sums(GROUPS[t, ng, 0], da, db, lp, cover, ext[da], ext[db], loops, n_loops, roles, idx, gsum[ng],
+        _group_sums(GROUPS[t, ng, 0], da, db, lp, cover, ext[da], ext[db], loops, n_loops, roles, idx, gsum, ng,
                     dl, dn, 0)
         ng += 1
     return _combine(gsum, ng, False, 1.0)
@@ -571,13 +579,26 @@ def _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, dl, dn):
 MV_NONE, MV_FULL, MV_SLAB = 0, 1, 2
 #: Gradient states: none, or a slide class (direction in one window group).
 MAX_STATES = 1 + 2 * MAX_GROUPS
-#: Int scratch of :func:`_slab_fractions`.
-SLAB_INT_SCRATCH = 4 * MAX_LOOPS + 2 * NUM_DIMS + 1
+#: Layout of the int scratch ``si`` of :func:`_slab_fractions`: temporal loops above the tile, their move
+#: classes, a shift and a reset per dim, the state codes and each loop's state.
+SI_TL = 0
+SI_MV = MAX_LOOPS
+SI_SHIFT = 2 * MAX_LOOPS
+SI_RESET = SI_SHIFT + NUM_DIMS
+SI_CODES = SI_RESET + NUM_DIMS
+SI_MVS = SI_CODES + MAX_LOOPS + 1
+SLAB_INT_SCRATCH = SI_MVS + MAX_LOOPS
+#: Layout of the float scratch ``sf``: per-loop increments of a sweep and of the previous sweep
+#: (:func:`_slab_fractions`); afterwards the per-dim reset offsets and per-loop deltas of :func:`_transfers_unpadded`.
+SF_INC = 0
+SF_LAST = MAX_LOOPS
+SF_RESET = 0
+SF_DELTA = NUM_DIMS
 
 
-@njit(cache=True, inline="always")
-def _window_class(t, lp, ext, shift):
-    """Move class of a tile for per-dim offset changes ``shift``: ``MV_NONE``, ``MV_FULL`` (no overlap, or
+@njit(cache=True, _nrt=False, inline="always")
+def _window_class(t, lp, ext, shift, off):
+    """Move class of a tile for per-dim offset changes ``shift[off:off + NUM_DIMS]``: ``MV_NONE``, ``MV_FULL`` (no overlap, or
     several data-space dims change), or ``MV_SLAB + 2*group + (direction > 0)`` (one window slides)."""
     changed = 0
     code = MV_NONE
@@ -590,12 +611,12 @@ def _window_class(t, lp, ext, shift):
         da = GROUPS[t, g, 1]
         db = GROUPS[t, g, 2]
         if kind == GK_PLAIN:
-            if shift[da] != 0:
+            if shift[off + da] != 0:
                 changed += 1
                 code = MV_FULL
             continue
         st, dl = _window_coefs(kind, lp)
-        sh = shift[da] * st + shift[db] * dl
+        sh = shift[off + da] * st + shift[off + db] * dl
         if sh == 0:
             continue
         changed += 1
@@ -609,7 +630,7 @@ def _window_class(t, lp, ext, shift):
     return code
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final, memo_allowed, sf):
     """Per temporal loop above the tile, the share of its steps at which the tile keeps its overlap.
 
@@ -621,103 +642,95 @@ def _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final
     :data:`SLAB_INT_SCRATCH`), ``memo_final[MAX_LOOPS, MAX_STATES]``, ``memo_allowed[MAX_LOOPS, MAX_STATES,
     MAX_LOOPS]``, ``sf`` (float64, 2 * MAX_LOOPS)."""
     m = 0
-    tl = si[0:MAX_LOOPS]
     for j in range(n_loops):
         if loops[j, LO_LEVEL] < tile_level and loops[j, LO_SPATIAL] == 0:
-            tl[m] = j
+            si[SI_TL + m] = j
             m += 1
     if m == 0:
         return False
-    mv = si[MAX_LOOPS:2 * MAX_LOOPS]
-    shift = si[2 * MAX_LOOPS:2 * MAX_LOOPS + NUM_DIMS]
-    reset = si[2 * MAX_LOOPS + NUM_DIMS:2 * MAX_LOOPS + 2 * NUM_DIMS]
-    reset[:] = 0
+    for q in range(NUM_DIMS):
+        si[SI_RESET + q] = 0
     has_slab = False
     for k in range(m - 1, -1, -1):  # inner loops reset when an outer one steps
-        j = tl[k]
+        j = si[SI_TL + k]
         d = loops[j, LO_DIM]
         for q in range(NUM_DIMS):
-            shift[q] = reset[q]
-        shift[d] += loops[j, LO_STEP]
-        mv[k] = _window_class(t, lp, ext, shift)
-        if mv[k] >= MV_SLAB:
+            si[SI_SHIFT + q] = si[SI_RESET + q]
+        si[SI_SHIFT + d] += loops[j, LO_STEP]
+        si[SI_MV + k] = _window_class(t, lp, ext, si, SI_SHIFT)
+        if si[SI_MV + k] >= MV_SLAB:
             has_slab = True
-        reset[d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
+        si[SI_RESET + d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
     if not has_slab:
         return False
     # compact state codes: 0 (no direction) and each slide class present
-    codes = si[2 * MAX_LOOPS + 2 * NUM_DIMS:3 * MAX_LOOPS + 2 * NUM_DIMS + 1]
-    codes[0] = 0
+    si[SI_CODES + 0] = 0
     n_states = 1
     for k in range(m):
-        if mv[k] >= MV_SLAB:
+        if si[SI_MV + k] >= MV_SLAB:
             seen = False
             for q in range(n_states):
-                if codes[q] == mv[k]:
+                if si[SI_CODES + q] == si[SI_MV + k]:
                     seen = True
             if not seen:
-                codes[n_states] = mv[k]
+                si[SI_CODES + n_states] = si[SI_MV + k]
                 n_states += 1
-    mvs = si[3 * MAX_LOOPS + 2 * NUM_DIMS + 1:4 * MAX_LOOPS + 2 * NUM_DIMS + 1]
     for k in range(m):
-        mvs[k] = -1  # state index of each loop's slide (-1: not a slide)
+        si[SI_MVS + k] = -1  # state index of each loop's slide (-1: not a slide)
     for k in range(m):
         for q in range(1, n_states):
-            if codes[q] == mv[k]:
-                mvs[k] = q
+            if si[SI_CODES + q] == si[SI_MV + k]:
+                si[SI_MVS + k] = q
     # sweep(loop k, start state) -> end state and allowed slides per loop, innermost loop first
-    inc = sf[0:MAX_LOOPS]
-    last_inc = sf[MAX_LOOPS:2 * MAX_LOOPS]
     for k in range(m - 1, -1, -1):
-        b = loops[tl[k], LO_BOUND]
+        b = loops[si[SI_TL + k], LO_BOUND]
         for s0 in range(n_states):
-            acc = memo_allowed[k, s0]
             state = s0
             if k + 1 < m:
                 for q in range(m):
-                    acc[q] = memo_allowed[k + 1, state, q]
+                    memo_allowed[k, s0, q] = memo_allowed[k + 1, state, q]
                 state = memo_final[k + 1, state]
             else:
                 for q in range(m):
-                    acc[q] = 0.0
+                    memo_allowed[k, s0, q] = 0.0
             prev = -1
             it = 1
             while it < b:
                 if state == prev:
                     # this iteration starts like the previous one: the rest repeat it
                     for q in range(m):
-                        acc[q] += (b - it) * last_inc[q]
+                        memo_allowed[k, s0, q] += (b - it) * sf[SF_LAST + q]
                     break
                 prev = state
                 for q in range(m):
-                    inc[q] = 0.0
+                    sf[SF_INC + q] = 0.0
                 st = state
-                if mvs[k] >= 0 and (st == 0 or st == mvs[k]):
-                    inc[k] += 1.0
-                    st = mvs[k]
+                if si[SI_MVS + k] >= 0 and (st == 0 or st == si[SI_MVS + k]):
+                    sf[SF_INC + k] += 1.0
+                    st = si[SI_MVS + k]
                 else:
                     st = 0
                 if k + 1 < m:
                     for q in range(m):
-                        inc[q] += memo_allowed[k + 1, st, q]
+                        sf[SF_INC + q] += memo_allowed[k + 1, st, q]
                     st = memo_final[k + 1, st]
                 for q in range(m):
-                    acc[q] += inc[q]
-                    last_inc[q] = inc[q]
+                    memo_allowed[k, s0, q] += sf[SF_INC + q]
+                    sf[SF_LAST + q] = sf[SF_INC + q]
                 state = st
                 it += 1
             memo_final[k, s0] = state
     outer = 1.0
     for k in range(m):
-        b = loops[tl[k], LO_BOUND]
+        b = loops[si[SI_TL + k], LO_BOUND]
         steps = outer * (b - 1)
         if steps > 0:
-            frac[tl[k]] = memo_allowed[0, 0, k] / steps
+            frac[si[SI_TL + k]] = memo_allowed[0, 0, k] / steps
         outer *= b
     return True
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _combine(gsum, ng, delta, slab_frac):
     """Event total from the group sums (see :func:`_event_total`)."""
     total = 1.0
@@ -740,7 +753,7 @@ def _combine(gsum, ng, delta, slab_frac):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _transfers_unpadded(t, lp, ext, loops, n_loops, tile_level, roles, first_only, frac, si, memo_final,
                         memo_allowed, sf):
     """:func:`_transfers` when no dim iterated above the tile is padded: every tile has the full size, so an
@@ -768,47 +781,44 @@ def _transfers_unpadded(t, lp, ext, loops, n_loops, tile_level, roles, first_onl
             frac[j] = 1.0
         sliding = _slab_fractions(t, lp, ext, loops, n_loops, tile_level, frac, si, memo_final, memo_allowed, sf)
     # move class of each temporal loop's event, inside out (as in _slab_fractions)
-    shift = si[SLAB_INT_SCRATCH - NUM_DIMS:SLAB_INT_SCRATCH]
-    reset = sf  # float scratch, reused
     for d in range(NUM_DIMS):
-        reset[d] = 0.0
+        sf[SF_RESET + d] = 0.0
     total = tile
     # events outer to inner need the product of the bounds of the loops before them: walk inner to outer and
     # keep the per-event deltas, then combine outer to inner
-    deltas = sf[NUM_DIMS:NUM_DIMS + MAX_LOOPS]
     for j in range(n_loops - 1, -1, -1):
         if roles[j] != RO_ZERO:
             continue
         d = loops[j, LO_DIM]
         for q in range(NUM_DIMS):
-            shift[q] = int(reset[q])
-        shift[d] += loops[j, LO_STEP]
-        mv = _window_class(t, lp, ext, shift)
+            si[SI_SHIFT + q] = int(sf[SF_RESET + q])
+        si[SI_SHIFT + d] += loops[j, LO_STEP]
+        mv = _window_class(t, lp, ext, si, SI_SHIFT)
         if mv == MV_NONE:
-            deltas[j] = 0.0
+            sf[SF_DELTA + j] = 0.0
         elif mv == MV_FULL:
-            deltas[j] = tile
+            sf[SF_DELTA + j] = tile
         else:
             g = (mv - MV_SLAB) // 2
             da = GROUPS[t, g, 1]
             db = GROUPS[t, g, 2]
             st, dl_ = _window_coefs(GROUPS[t, g, 0], lp)
             ln = (min(ext[da], lp[da]) - 1) * st + (min(ext[db], lp[db]) - 1) * dl_ + 1
-            sh = abs(shift[da] * st + shift[db] * dl_)
+            sh = abs(si[SI_SHIFT + da] * st + si[SI_SHIFT + db] * dl_)
             f = frac[j] if sliding else 1.0
-            deltas[j] = tile - f * (tile / ln) * (ln - sh)
-        reset[d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
+            sf[SF_DELTA + j] = tile - f * (tile / ln) * (ln - sh)
+        sf[SF_RESET + d] -= (loops[j, LO_BOUND] - 1) * loops[j, LO_STEP]
     outer = 1.0
     for j in range(n_loops):
         if roles[j] != RO_ZERO:
             continue
         b = loops[j, LO_BOUND]
-        total += outer * (b - 1) * deltas[j]
+        total += outer * (b - 1) * sf[SF_DELTA + j]
         outer *= b
     return inst * total
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles, idx, gsum, first_only, frac, dl, dn,
                wd, si, memo_final, memo_allowed, sf):
     """Words entering a tile level over time (delta rule), totalled over instances.
@@ -842,7 +852,7 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
             wd[g] = _distinct_window(lp, kind, GROUPS[t, g, 1], GROUPS[t, g, 2], loops, n_loops, roles)
     for g in range(ng):
         _group_sums(GROUPS[t, g, 0], GROUPS[t, g, 1], GROUPS[t, g, 2], lp, cover, ext[GROUPS[t, g, 1]],
-                    ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum[g], dl, dn, wd[g])
+                    ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum, g, dl, dn, wd[g])
     total = _combine(gsum, ng, False, 1.0)
     if first_only:
         return total
@@ -882,13 +892,13 @@ def _transfers(t, lp, cover, ext, loops, n_loops, tile_level, dedup_from, roles,
         for g in range(ng):
             if (dirty >> g) & 1:
                 _group_sums(GROUPS[t, g, 0], GROUPS[t, g, 1], GROUPS[t, g, 2], lp, cover, ext[GROUPS[t, g, 1]],
-                            ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum[g], dl, dn, wd[g])
+                            ext[GROUPS[t, g, 2]], loops, n_loops, roles, idx, gsum, g, dl, dn, wd[g])
         dirty = 0
         total += _combine(gsum, ng, True, frac[i] if sliding else 1.0)
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _op_accesses(t, lp, cover, loops, n_loops, dedup_from, roles, idx, gsum, ext1, dl, dn):
     """Operand accesses of the operations (one per valid MAC), merged over MAC instances below level
     ``dedup_from`` that use the same element (multicast / spatial reduction)."""
@@ -900,7 +910,7 @@ def _op_accesses(t, lp, cover, loops, n_loops, dedup_from, roles, idx, gsum, ext
     return _event_total(t, lp, cover, ext1, loops, n_loops, roles, idx, gsum, dl, dn)
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum, dl, dn):
     """Distinct elements a level holds over time, totalled over its instances."""
     for j in range(n_loops):
@@ -913,7 +923,7 @@ def _partition(t, lp, cover, ext, loops, n_loops, tile_level, roles, idx, gsum, 
     return _event_total(t, lp, cover, ext, loops, n_loops, roles, idx, gsum, dl, dn)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def _tile_words(t, lp, ext):
     """Words of the largest tile (at offset 0) with extents ``ext``."""
     if t == T_WEIGHTS:
@@ -927,7 +937,7 @@ def _tile_words(t, lp, ext):
     return min(ext[DIM_N], lp[DIM_N]) * min(ext[DIM_G], lp[DIM_G]) * min(ext[DIM_C], lp[DIM_C]) * h * w
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_axes, order, keep,
                   metrics, counts, loops, roles, idx, gsum, ext, cover, ws):
     """Evaluate one mapping on one hierarchy. Returns a validity code; fills ``metrics`` / ``counts``.
@@ -1201,7 +1211,7 @@ def evaluate_nest_batch(lp, n_levels, ai, af, conn, e_mac, temporal, spatial, or
     counts = np.zeros((n, MAX_LEVELS, NUM_TENSORS, CT_SIZE))
     loops = np.zeros((MAX_LOOPS, LO_SIZE), dtype=np.int64)
     roles = np.zeros(MAX_LOOPS, dtype=np.int64)
-    idx = np.zeros(MAX_LOOPS, dtype=np.int64)
+    idx = np.zeros(IDX_SCRATCH, dtype=np.int64)
     gsum = np.zeros((MAX_GROUPS, 3), dtype=np.float64)
     ext = np.zeros(NUM_DIMS, dtype=np.int64)
     cover = np.zeros(NUM_DIMS, dtype=np.int64)
@@ -1237,7 +1247,7 @@ def scratch() -> tuple[np.ndarray, ...]:
     return (
         np.zeros((MAX_LOOPS, LO_SIZE), dtype=np.int64),
         np.zeros(MAX_LOOPS, dtype=np.int64),
-        np.zeros(MAX_LOOPS, dtype=np.int64),
+        np.zeros(IDX_SCRATCH, dtype=np.int64),
         np.zeros((MAX_GROUPS, 3), dtype=np.float64),
         np.zeros(NUM_DIMS, dtype=np.int64),
         np.zeros(NUM_DIMS, dtype=np.int64),
@@ -1269,7 +1279,7 @@ F_BAD_L1, F_BAD_L2 = 3, 4
 F_DRAM, F_L2, F_L1 = 0, 1, 2
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, _nrt=False, inline="always")
 def family_nest(temporal, spatial, order, n_levels, tf, sfa, od, kp):
     """Write a 3-level mapping (rows DRAM, L2, L1; array axes) as nest arrays for the family hierarchy."""
     for l in range(MAX_LEVELS):
@@ -1319,7 +1329,7 @@ def family_fits(lp, temporal, spatial, lvl, n_levels, ai, af):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
 def family_evaluate_one(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, metrics, counts,
                         tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover, ws):
     """Evaluate a 3-level mapping on a family hierarchy; fills ``metrics`` (:data:`FAMILY_METRICS`) and
@@ -1376,7 +1386,7 @@ def family_scratch():
         np.zeros((MAX_LEVELS, NUM_TENSORS, CT_SIZE), dtype=np.float64),
         np.zeros((MAX_LOOPS, LO_SIZE), dtype=np.int64),
         np.zeros(MAX_LOOPS, dtype=np.int64),
-        np.zeros(MAX_LOOPS, dtype=np.int64),
+        np.zeros(IDX_SCRATCH, dtype=np.int64),
         np.zeros((MAX_GROUPS, 3), dtype=np.float64),
         np.zeros(NUM_DIMS, dtype=np.int64),
         np.zeros(NUM_DIMS, dtype=np.int64),
