@@ -27,8 +27,9 @@ import numpy as np
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import Mapping
+from hwmodel.objectives import Objective, get_objective, objective_value
 from hwmodel.presets import PRESETS
-from hwmodel.search import NUM_GENES, Objective, search_mapping
+from hwmodel.search import NUM_GENES, search_mapping
 
 ACCEL_GENES = 34
 MIN_L1_WORDS = 8  # one weight, input and partial sum, double-buffered, fit
@@ -124,10 +125,6 @@ def unique_layers(workloads: dict[str, list[Layer]]) -> tuple[list[Layer], dict[
     return layers, uses
 
 
-def _objective_of(cycles: float, energy: float, objective: str) -> float:
-    return {"edp": cycles * energy, "latency": cycles, "energy": energy}[objective]
-
-
 @dataclass
 class DesignResult:
     """One accelerator with its per-layer mappings and per-network totals."""
@@ -201,7 +198,7 @@ def _network_totals(per_layer: list[tuple[float, float]], uses: dict[str, list[t
     for net, pairs in uses.items():
         cyc = sum(per_layer[i][0] * n for i, n in pairs)
         en = sum(per_layer[i][1] * n for i, n in pairs)
-        networks[net] = {"cycles": cyc, "energy_pj": en, "edp": cyc * en, "objective": _objective_of(cyc, en, objective)}
+        networks[net] = {"cycles": cyc, "energy_pj": en, "edp": cyc * en, "objective": objective_value(objective, cyc, en)}
     return networks, float(np.exp(np.mean([np.log(v["objective"]) for v in networks.values()])))
 
 
@@ -294,8 +291,7 @@ class AcceleratorSearch:
     history: list[dict[str, float]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        if self.objective not in ("edp", "latency", "energy"):
-            raise ValueError(f"unknown objective {self.objective!r}; choose edp, latency or energy")
+        get_objective(self.objective)
         self.layers, self.uses = unique_layers(self.workloads)
         self.es = CMAES(ACCEL_GENES, self.seed, popsize=self.popsize)
         self.best: DesignResult | None = None

@@ -19,9 +19,9 @@ from typing import Any, Callable
 from hwmodel.accel_search import AcceleratorSearch, Budget, DesignResult, evaluate_design, unique_layers
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import Layer
+from hwmodel.objectives import Objective, get_objective
 from hwmodel.presets import PRESETS
 from hwmodel.report import network_report, provenance, write_json_atomic
-from hwmodel.search import Objective
 
 SCHEMA_VERSION = 1
 
@@ -138,8 +138,7 @@ def plot_convergence(result: dict[str, Any], path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 4))
     for kind, hist in result["search"]["history"].items():
         ax.plot([h["generation"] for h in hist], [h["best"] for h in hist], marker="o", label=kind)
-    ax.axhline(result["baseline"]["edp" if result["objective"] == "edp" else
-                                  {"latency": "cycles", "energy": "energy_pj"}[result["objective"]]],
+    ax.axhline(result["baseline"][get_objective(result["objective"]).key],
                color="gray", linestyle="--", label=f"{result['budget']} (searched mappings)")
     ax.set_yscale("log")
     ax.set_xlabel("generation")

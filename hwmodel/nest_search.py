@@ -17,8 +17,10 @@ from hwmodel import nestkernel as nk
 from hwmodel.hierarchy import Hierarchy
 from hwmodel.layer import DIMS, Layer
 from hwmodel.nestmodel import NestCost, NestMapping, cost_from_row, evaluate_nest_batch
+from hwmodel.objectives import NEST_COLUMNS, get_objective
 
-OBJECTIVE_COLUMNS = {"edp": nk.MT_EDP, "energy": nk.MT_ENERGY, "latency": nk.MT_CYCLES}
+#: Objective name -> column of the nest metrics (``nestkernel.MT_*``) it minimises (from :mod:`hwmodel.objectives`).
+OBJECTIVE_COLUMNS = NEST_COLUMNS
 
 
 def _slots(hier: Hierarchy, d: int) -> list[tuple[str, int, int]]:
@@ -82,12 +84,10 @@ class NestSearchResult:
 def search_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", budget: int = 20000,
                         seed: int = 0, batch: int = 1000) -> NestSearchResult:
     """Best of ``budget`` random mappings (``ValueError`` when none is valid)."""
-    if objective not in OBJECTIVE_COLUMNS:
-        raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVE_COLUMNS)}")
+    col = get_objective(objective).nest_column
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
     rng = np.random.default_rng(seed)
-    col = OBJECTIVE_COLUMNS[objective]
     best: tuple[float, NestMapping, int, np.ndarray, np.ndarray] | None = None
     done = valid = 0
     while done < budget:

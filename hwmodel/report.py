@@ -19,6 +19,7 @@ from hwmodel.bounds import lower_bound
 from hwmodel.costmodel import Cost, evaluate
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import Mapping
+from hwmodel.objectives import get_objective
 from hwmodel.templates import DATAFLOWS, template_mapping
 
 #: Version of the report layout below; bump when a key changes meaning or goes away.
@@ -63,8 +64,8 @@ def layer_dims(layer: Layer) -> dict[str, Any]:
 
 
 def objective_value(cost: Cost, objective: str = "edp") -> float:
-    """The figure an objective minimises: ``edp``, ``latency`` (cycles) or ``energy``."""
-    return {"edp": cost.edp, "latency": cost.cycles, "energy": cost.energy_pj}[objective]
+    """The figure ``objective`` (:mod:`hwmodel.objectives`) minimises, read from ``cost``."""
+    return getattr(cost, get_objective(objective).key)
 
 
 def best_template(

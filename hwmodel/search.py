@@ -22,18 +22,19 @@ from numba import njit, prange
 
 from hwmodel.accelerator import Accelerator
 from hwmodel import nestkernel as nk
-from hwmodel.costmodel import M_CYCLES, M_EDP, M_ENERGY, Cost, evaluate, layer_params
+from hwmodel.costmodel import Cost, evaluate, layer_params
 from hwmodel.family import L2_LEVEL, family_params
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
+from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
 from hwmodel.report import best_template, objective_value
 from hwmodel.templates import no_waste_values
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
 PARALLEL_MIN_BATCH = 4096
-OBJECTIVES = {"edp": M_EDP, "latency": M_CYCLES, "energy": M_ENERGY}
-Objective = Literal["edp", "latency", "energy"]
+#: Objective name -> column of ``hwmodel.costmodel.METRICS`` it minimises (from :mod:`hwmodel.objectives`).
+OBJECTIVES = FAMILY_COLUMNS
 
 
 @njit(cache=True, inline="always")
@@ -169,12 +170,10 @@ class MappingProblem:
     """One (layer, accelerator, objective): decodes and scores genomes in batches."""
 
     def __init__(self, layer: Layer, accel: Accelerator, objective: Objective = "edp") -> None:
-        if objective not in OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+        self._metric = get_objective(objective).family_column
         self.layer, self.accel, self.objective = layer, accel, objective
         self._lp = layer_params(layer)
         self._fp = family_params(accel)
-        self._metric = OBJECTIVES[objective]
 
     def score(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         genes = np.ascontiguousarray(genes, dtype=np.float64)
@@ -387,7 +386,7 @@ def polish_mapping(
     evaluations used). Stops at a local optimum or when ``budget`` evaluations are spent."""
     from hwmodel.costmodel import evaluate_batch
 
-    metric = OBJECTIVES[objective]
+    metric = get_objective(objective).family_column
     codes, metrics, _ = evaluate_batch(layer, accel, mapping.temporal[None], mapping.spatial[None],
                                        mapping.order[None], parallel=False)
     best = float(metrics[0, metric]) if codes[0] == 0 else np.inf
@@ -491,7 +490,7 @@ def exhaustive_mapping(layer: Layer, accel: Accelerator, objective: Objective = 
     """The optimum over the whole encoded space (no-waste factors, all distinct loop orders)."""
     from hwmodel.costmodel import evaluate_batch
 
-    metric = OBJECTIVES[objective]
+    metric = get_objective(objective).family_column
     best_fit, best_map, evals = np.inf, None, 0
     for t, s, o in enumerate_mappings(layer, accel):
         codes, metrics, _ = evaluate_batch(layer, accel, t, s, o)

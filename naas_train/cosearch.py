@@ -26,6 +26,7 @@ from hwmodel.accel_search import ACCEL_GENES, CMAES, Budget, decode_accelerator
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import Layer, merge_layers
 from hwmodel.mapping import Mapping
+from hwmodel.objectives import get_objective, objective_value
 from hwmodel.presets import PRESETS
 from hwmodel.search import search_mapping
 
@@ -81,8 +82,7 @@ class CoSearchSettings:
     def __post_init__(self) -> None:
         if self.budget not in PRESETS:
             raise ValueError(f"cosearch budget {self.budget!r} is not a preset; choose one of {', '.join(sorted(PRESETS))}")
-        if self.objective not in ("edp", "latency", "energy"):
-            raise ValueError(f"cosearch objective must be edp, latency or energy, got {self.objective!r}")
+        get_objective(self.objective, what="cosearch objective")
         if self.accuracy_source not in ("measured", "predictor"):
             raise ValueError(f"accuracy_source must be 'measured' or 'predictor', got {self.accuracy_source!r}")
         if not 0 < self.parent_ratio <= 1 or not 0 <= self.mutation_ratio <= 1:
@@ -107,7 +107,7 @@ class HardwareCost:
         return self.cycles * self.energy_pj
 
     def objective(self, name: str) -> float:
-        return {"edp": self.edp, "latency": self.cycles, "energy": self.energy_pj}[name]
+        return objective_value(name, self.cycles, self.energy_pj)
 
 
 def network_cost(layers: list[Layer], accel: Accelerator, objective: str, budget: int, seed: int,

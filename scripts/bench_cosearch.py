@@ -205,7 +205,9 @@ def main() -> int:
     ap.add_argument("--mapping-budget", type=int, default=300)
     ap.add_argument("--final-mapping-budget", type=int, default=2000)
     ap.add_argument("--quality-budget", type=int, default=2000, help="search_mapping budget for the quality check")
-    ap.add_argument("--objective", default="edp", choices=["edp", "latency", "energy"])
+    ap.add_argument("--objective", default="edp",
+                    help="what to minimise, a name of hwmodel.objectives (checked after the warm-up, so that the "
+                    "warm-up times the first hwmodel import)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="smoke run: 2 cells, 3 generations, small budgets")
     ap.add_argument("--budgets", help="comma-separated subset of the budgets")
@@ -246,6 +248,12 @@ def main() -> int:
 
     results["jit"] = warmup(args.cold_jit)
     print(f"warm-up: {results['jit']}", file=sys.stderr, flush=True)
+    from hwmodel.objectives import get_objective
+
+    try:
+        get_objective(args.objective)
+    except ValueError as exc:
+        ap.error(f"--objective: {exc}")
     save()
     if not args.no_quality:
         results["mapping_quality"] = mapping_quality(args.quality_budget, args.seed)
