@@ -22,8 +22,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from hwmodel.accelerator import Accelerator, load_accelerator
+from hwmodel.accelerator import Accelerator
 from hwmodel.layer import Layer
+from hwmodel.loading import load_accelerator
+from hwmodel.objectives import OBJECTIVES, objective_names
 from hwmodel.presets import PRESETS
 from hwmodel.templates import DATAFLOWS
 
@@ -32,7 +34,9 @@ EXIT_INTERNAL = 1
 EXIT_INTERRUPTED = 130
 DEBUG_FLAG = "--debug"
 DEBUG_ENV = "NAAS_DEBUG"
-OBJECTIVE_CHOICES = ("edp", "latency", "energy")
+OBJECTIVE_CHOICES = objective_names()
+#: ``--objective`` help: each objective with its description (:mod:`hwmodel.objectives`).
+OBJECTIVE_HELP = "what to minimise: " + "; ".join(f"{n} ({s.description})" for n, s in OBJECTIVES.items())
 #: Bounds of the numeric options (searches are bounded in evaluations; shapes by hwmodel's layer bounds).
 MAX_MAPPING_BUDGET = 10_000_000
 MAX_GENERATIONS = 10_000
@@ -200,7 +204,7 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "worse than the best template) on this fixed accelerator; the --json report re-runs as --mapping FILE",
     )
     search = p.add_argument_group("mapping search (with --search)")
-    search.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), help="what to minimise (default edp)")
+    search.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), help=f"{OBJECTIVE_HELP} (default edp)")
     search.add_argument(
         "--mapping-budget", type=int, metavar="N", help="evaluations per layer (default 2000, plus polish)"
     )
@@ -321,7 +325,7 @@ def _add_cosearch(sub: argparse._SubParsersAction) -> None:
     )
     add_workload_args(p)
     p.add_argument("--budget", required=True, metavar="PRESET", help=f"resource budget: {', '.join(PRESETS)}")
-    p.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), default="edp", help="what to minimise (default edp)")
+    p.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), default="edp", help=f"{OBJECTIVE_HELP} (default edp)")
     p.add_argument("--seed", type=int, default=0, help="search seed (default 0)")
     p.add_argument("--generations", type=int, default=16, help="accelerator-search generations (default 16)")
     p.add_argument(
