@@ -207,6 +207,20 @@ class Layer:
     def with_count(self, count: int) -> "Layer":
         return replace(self, count=count)
 
+    def im2col(self) -> "Layer":
+        """The GEMM a SCALE-Sim / TPU-style array runs for this layer (im2col lowering), per group.
+
+        Output pixels ``N*P*Q`` become one dim (``P``), the reduction ``C*R*S`` another (``C``), ``K`` stays:
+        spatial factors and folds then count the flattened products as SCALE-Sim does (``ceil(C*R*S / rows)``
+        folds, not a product of per-dim ceilings), and the input operand is the im2col matrix, one word per
+        (pixel, reduction index), so no sliding-window reuse is left to the model."""
+        crs, npq = self.C * self.R * self.S, self.N * self.P * self.Q
+        for what, v in (("C*R*S", crs), ("N*P*Q", npq)):
+            if v > MAX_DIM:
+                raise ValueError(f"Layer.im2col: {what} = {v} of layer {self.name or self} exceeds {MAX_DIM} (2**24); "
+                                 "allowed: lowered dims up to 2**24")
+        return Layer(K=self.K, C=crs, P=npq, G=self.G, name=self.name, count=self.count, op="gemm")
+
     def __str__(self) -> str:
         s = ",".join(f"{d}={getattr(self, d)}" for d in DIMS)
         st = self.stride[0] if self.stride[0] == self.stride[1] else f"{self.stride[0]}x{self.stride[1]}"

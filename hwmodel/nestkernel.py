@@ -88,6 +88,9 @@ def _dim_groups() -> np.ndarray:
 
 
 DIM_GROUP = _dim_groups()
+#: ``RELEVANT[t, d] = 1`` when dim ``d`` indexes tensor ``t`` (its group is not an indicator).
+RELEVANT = np.array([[int(GROUPS[t, DIM_GROUP[t, d], 0] != GK_INDICATOR) for d in range(NUM_DIMS)]
+                     for t in range(NUM_TENSORS)], dtype=np.int64)
 
 # ---- architecture arrays ---------------------------------------------------------------------------------
 #: ``arch_int[l, :]``
@@ -1134,36 +1137,39 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
     for l in range(n_levels):
         if arch_int[l, AI_SYSTOLIC] == 0 or arch_int[l, AI_N_AXES] == 0:
             continue
-        # folds: tile changes of the most stationary tensor at the level below the systolic fanout
+        # folds: tile changes, at the level below the systolic fanout, of the tensor the array holds still:
+        # the one every unrolled dim indexes (one distinct element per PE: weights for ws, outputs for os,
+        # inputs for is); if none or several qualify, the one that changes least
         below = l + 1
+        best = -1
+        best_unique = False
         for t in range(NUM_TENSORS):
             e = 1.0
             run = True
             for j in range(n_loops - 1, -1, -1):
                 if loops[j, LO_LEVEL] >= below or loops[j, LO_SPATIAL] == 1:
                     continue
-                d = loops[j, LO_DIM]
-                relevant = True
-                if t == T_WEIGHTS:
-                    relevant = d != DIM_N and d != DIM_P and d != DIM_Q
-                elif t == T_OUTPUTS:
-                    relevant = d != DIM_C and d != DIM_R and d != DIM_S
-                else:
-                    relevant = d != DIM_K
-                if run and not relevant:
+                if run and RELEVANT[t, loops[j, LO_DIM]] == 0:
                     continue
                 run = False
                 e *= loops[j, LO_BOUND]
             ev[t] = e
-        folds = min(ev[T_WEIGHTS], ev[T_INPUTS])
+            unique = True
+            for d in range(NUM_DIMS):
+                if sfac[l, d] > 1 and RELEVANT[t, d] == 0:
+                    unique = False
+            better = best < 0 or (unique and not best_unique) or (unique == best_unique and e < ev[best])
+            if better:
+                best = t
+                best_unique = unique
+        folds = ev[best]
         skew = 0
         for a in range(arch_int[l, AI_N_AXES]):
             skew += arch_int[l, AI_AXIS0 + a] - 1
-        if ev[T_OUTPUTS] < folds:
-            folds = ev[T_OUTPUTS]
-        else:
-            skew += arch_int[l, AI_AXIS0]
-        compute += folds * skew
+        if best != T_OUTPUTS:
+            skew += arch_int[l, AI_AXIS0]  # operands enter skewed and results leave through the rows
+        # SCALE-Sim 3.0's count: folds * (fill + stream + drain) - 1
+        compute += folds * skew - 1
     overlapped = compute
     stalls = 0.0
     for l in range(n_levels):
