@@ -70,6 +70,12 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--input-shape", metavar="N,C,H,W", help="shape of the graph input for --onnx when it has symbolic dims"
     )
+    parser.add_argument(
+        "--im2col",
+        action="store_true",
+        help="lower every layer to its im2col GEMM (pixels N*P*Q and reduction C*R*S each one flattened dim, as "
+        "SCALE-Sim and TPU-style systolic arrays map them; inputs become the im2col matrix)",
+    )
 
 
 def add_accelerator_arg(parser: argparse.ArgumentParser, required: bool = True) -> None:
@@ -137,9 +143,15 @@ def check_output_folder(path: str) -> None:
 
 
 def load_workload(args: argparse.Namespace) -> list[Layer]:
-    """The layers named by :func:`add_workload_args` (merged by shape; every layer named)."""
+    """The layers named by :func:`add_workload_args` (merged by shape; every layer named; lowered with
+    ``--im2col``)."""
     if getattr(args, "timeloop", None):
         raise ValueError("--timeloop ARCH PROBLEM applies to 'naas-hw evaluate' only")
+    layers = _read_workload(args)
+    return [layer.im2col() for layer in layers] if getattr(args, "im2col", False) else layers
+
+
+def _read_workload(args: argparse.Namespace) -> list[Layer]:
     if args.layer is not None:
         layers = []
         for i, spec in enumerate(args.layer):
@@ -260,6 +272,8 @@ def _evaluate_timeloop(args: argparse.Namespace) -> int:
 
     if args.accelerator is not None:
         raise ValueError("--accelerator cannot be combined with --timeloop (the architecture file replaces it)")
+    if args.im2col:
+        raise ValueError("--im2col cannot be combined with --timeloop (the problem file gives the loop nest)")
     if args.dataflow:
         raise ValueError("--dataflow applies to --accelerator presets, not to --timeloop architectures")
     arch, problem = args.timeloop

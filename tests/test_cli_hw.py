@@ -58,6 +58,18 @@ def test_evaluate_layer_json(capsys):
     assert report["provenance"]["version"]  # installed package
 
 
+def test_im2col_lowers_every_layer(capsys):
+    """--im2col: SCALE-Sim's flattened folds (R*S*C = 333 on 8 rows: 42 folds, not 5 x 9 = 45)."""
+    argv = ["evaluate", "--layer", "K=8,C=37,P=4,Q=4,R=3,S=3,name=c", "--accelerator", "systolic:8x8", "--dataflow", "ws"]
+    (low,) = run_json(capsys, *argv, "--im2col")["layers"]
+    (direct,) = run_json(capsys, *argv)["layers"]
+    assert low["dims"]["C"] == 333 and low["dims"]["P"] == 16 and low["dims"]["R"] == 1 and low["name"] == "c"
+    assert low["macs"] == direct["macs"]
+    assert (low["compute_cycles"], direct["compute_cycles"]) == (42 * 38 - 1, 45 * 38 - 1)
+    rc, _, err = run(capsys, "evaluate", "--timeloop", "a.yaml", "p.yaml", "--im2col")
+    assert rc == 2 and "--im2col cannot be combined with --timeloop" in err
+
+
 def test_default_is_the_best_template(capsys):
     layers = ["--layer", CONV + ",name=a", "--layer", "K=32,C=1,G=32,P=28,Q=28,R=3,S=3,stride=2,name=dw,count=3"]
     best = run_json(capsys, "evaluate", *layers, "--accelerator", "eyeriss")
