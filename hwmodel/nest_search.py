@@ -73,6 +73,43 @@ def random_mapping(layer: Layer, hier: Hierarchy, rng: np.random.Generator) -> N
     return m
 
 
+def _smallest_prime(n: int) -> int:
+    return next((p for p in range(2, int(n**0.5) + 1) if n % p == 0), n)
+
+
+def _move_out(m: NestMapping, level: int) -> bool:
+    """Shrink the tile of ``level`` by one prime factor moved to the temporal loops of the level above.
+
+    The factor comes from the outermost loops of the tile (the level's own temporal loops, then its fanout,
+    then the next level's, ...), the dim with the largest factor; ``f -> ceil(f / p)`` and the parent's loop
+    gains ``p``, so the mapping still covers the layer. ``False`` when the tile is a single point."""
+    if level <= 0:
+        return False
+    for k in range(level, m.temporal.shape[0]):
+        for factors in (m.temporal[k], *m.spatial[k]):
+            if factors.max() > 1:
+                d = int(np.argmax(factors))
+                p = _smallest_prime(int(factors[d]))
+                factors[d] = -(-int(factors[d]) // p)
+                m.temporal[level - 1, d] *= p
+                return True
+    return False
+
+
+def fit_capacity(layer: Layer, hier: Hierarchy, mappings: list[NestMapping], max_rounds: int = 256) -> list[NestMapping]:
+    """Copies of ``mappings`` whose tiles fit every level: while a level overflows, :func:`_move_out` one factor
+    of its tile (a batch evaluation per round; mappings that cannot fit are returned as they ended)."""
+    out = [NestMapping(m.temporal.copy(), m.spatial.copy(), m.order.copy(), m.keep.copy()) for m in mappings]
+    todo = list(range(len(out)))
+    for _ in range(max_rounds):
+        if not todo:
+            break
+        codes, metrics, _ = evaluate_nest_batch(layer, hier, [out[i] for i in todo])
+        todo = [i for i, code, met in zip(todo, codes, metrics)
+                if code == nk.BAD_CAPACITY and _move_out(out[i], int(met[nk.MT_BAD_LEVEL]))]
+    return out
+
+
 @dataclass
 class NestSearchResult:
     mapping: NestMapping
@@ -83,7 +120,8 @@ class NestSearchResult:
 
 def search_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", budget: int = 20000,
                         seed: int = 0, batch: int = 1000) -> NestSearchResult:
-    """Best of ``budget`` random mappings (``ValueError`` when none is valid)."""
+    """Best of ``budget`` random mappings, each made to fit the levels' capacities by :func:`fit_capacity`
+    (``ValueError`` when none is valid)."""
     col = get_objective(objective).nest_column
     if budget < 1:
         raise ValueError(f"budget must be >= 1, got {budget}")
@@ -92,7 +130,7 @@ def search_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", b
     done = valid = 0
     while done < budget:
         k = min(batch, budget - done)
-        cands = [random_mapping(layer, hier, rng) for _ in range(k)]
+        cands = fit_capacity(layer, hier, [random_mapping(layer, hier, rng) for _ in range(k)])
         codes, metrics, counts = evaluate_nest_batch(layer, hier, cands)
         done += k
         ok = np.flatnonzero(codes == nk.OK)
