@@ -15,7 +15,7 @@ run compiles (cold), the second loads the cache that the first wrote (cached).
 A second table times the general storage-hierarchy entry point on Timeloop's 5-level Eyeriss-like
 architecture (``tests/fixtures/timeloop/06-mapper-convlayer-eyeriss``: DRAM, 108 KB buffer, a bypassing
 array-row buffer, separate ifmap / weight / psum scratchpads) with random mappings of the same layers
-(``hwmodel.nest_search.random_mapping``), one thread.
+(``hwmodel.nest_search.random_mapping``; the valid ones made to fit by ``fit_capacity``), one thread.
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def hierarchy_rows(layers, per_layer: int, repeats: int, rng: np.random.Generato
     from pathlib import Path
 
     from hwmodel import nestkernel as nk
-    from hwmodel.nest_search import random_mapping
+    from hwmodel.nest_search import fit_capacity, random_mapping
     from hwmodel.nestmodel import evaluate_nest_batch
     from hwmodel.timeloop_import import read_architecture
     from hwmodel.ert import load_ert
@@ -210,8 +210,9 @@ def hierarchy_rows(layers, per_layer: int, repeats: int, rng: np.random.Generato
     batches = []
     for layer in layers:
         maps = [random_mapping(layer, hier, rng) for _ in range(per_layer)]
-        codes, _, _ = evaluate_nest_batch(layer, hier, maps)  # also compiles
-        valid = [m for m, c in zip(maps, codes) if c == nk.OK]
+        fitted = fit_capacity(layer, hier, maps)  # made to fit the scratchpads (random ones almost never do)
+        codes, _, _ = evaluate_nest_batch(layer, hier, fitted)  # also compiles
+        valid = [m for m, c in zip(fitted, codes) if c == nk.OK]
         batches.append((layer_params(layer), packed(valid) if valid else None, packed(maps), len(valid), len(maps)))
     n_all = sum(b[4] for b in batches)
     n_valid = sum(b[3] for b in batches)
@@ -219,7 +220,7 @@ def hierarchy_rows(layers, per_layer: int, repeats: int, rng: np.random.Generato
           "1 thread\n")
     print("| mappings | count | evals/s (best CPU) |")
     print("|---|---:|---:|")
-    for label, idx, n in (("all", 2, n_all), ("valid only", 1, n_valid)):
+    for label, idx, n in (("random (mostly invalid)", 2, n_all), ("fitted, valid only", 1, n_valid)):
         best = math.inf
         for _ in range(repeats):
             c0 = time.process_time()
