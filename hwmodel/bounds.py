@@ -4,10 +4,9 @@ Each bound relaxes the cost model rather than approximating it, so it holds for 
 
 * compute: the fewest temporal iterations any unroll allowed by the array's connectivity leaves,
   ``min over unrolls of prod_d ceil(D_d / unroll_d)`` (>= ``ceil(MACs / #PEs)``);
-* DRAM traffic: compulsory; every weight, every input some MAC reads and every output crosses DRAM once
-  (outputs at ``psum_bits``). With Timeloop's delta fills a tile refetch moves only what changed, so the
-  capacity-dependent refetch bound of hwmodel v1 no longer holds; a capacity-aware I/O bound is the
-  subject of the search-v2 issue;
+* DRAM traffic: at least compulsory (every weight, every input some MAC reads and every output crosses DRAM
+  once, outputs at ``psum_bits``) and at least the capacity-aware I/O bound of :func:`io_lower_bound` for an
+  L2 of ``S`` elements (a red-blue pebble bound: few MACs fit between ``S`` transfers when ``S`` is small);
 * energy (Timeloop's counting, :mod:`hwmodel.nestkernel`): every valid MAC reads its weight and input
   from L1 and updates its partial sum there (partial-sum reads, ``updates - distinct outputs``, are
   bounded by 0); every needed element is filled into L1 and delivered over the NoC at least once, read
@@ -87,6 +86,36 @@ def _needed_input_words(layer: Layer) -> int:
     return layer.N * layer.G * layer.C * rows * cols
 
 
+def reuse_taps(layer: Layer) -> int:
+    """Most im2col positions one input element occupies: the filter taps ``(r, s)`` whose rows/columns hit it,
+    ``ceil(R / (stride_h / g_h)) * ceil(S / (stride_w / g_w))`` with ``g = gcd(stride, dilation)`` (``r*dil`` must
+    be congruent to the row mod the stride)."""
+    taps = 1
+    for extent, stride, dilation in ((layer.R, layer.stride[0], layer.dilation[0]),
+                                     (layer.S, layer.stride[1], layer.dilation[1])):
+        taps *= -(-extent // (stride // math.gcd(stride, dilation)))
+    return taps
+
+
+def io_lower_bound(layer: Layer, capacity: int) -> int:
+    """Elements any schedule moves between a fast memory of ``capacity`` elements and the memory behind it.
+
+    Red-blue pebble game (Hong & Kung, STOC 1981) with the segment argument of Irony, Toledo & Tiskin (JPDC
+    2004): cut the execution into segments of ``S`` transfers (loads + stores). A segment touches at most
+    ``3S`` elements: ``S`` resident at its start, ``S`` moved, and outputs it creates, which are resident at
+    its end (``<= S``) or stored. Viewing the layer as its im2col GEMM (per group), the Loomis-Whitney
+    inequality bounds its MACs by ``sqrt(|W| |A| |O|)`` where the im2col operand ``A`` has at most
+    ``taps`` (:func:`reuse_taps`) entries per touched input element, so a segment performs at most
+    ``F = sqrt(taps) * S**1.5`` MACs (maximised at ``|W| = |I| = |O| = S``), and
+    ``Q >= S * (ceil(MACs / F) - 1)``. Valid for any loop order, tiling and padding (it knows nothing of
+    the mapping); it exceeds the compulsory traffic only when the capacity is small for the layer."""
+    capacity = int(capacity)
+    if capacity < 1:
+        raise ValueError(f"io_lower_bound: capacity must be >= 1 element, got {capacity}")
+    per_segment = math.sqrt(reuse_taps(layer)) * capacity**1.5
+    return capacity * max(0, math.ceil(layer.macs / per_segment) - 1)
+
+
 def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
     """Bounds on one instance of ``layer`` on ``accel`` under any valid mapping (see module docstring)."""
     from hwmodel.family import L1_LEVEL, L2_LEVEL, family_hierarchy
@@ -103,10 +132,16 @@ def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
     energy = macs * (hier.mac_pj + e_l1[0] + e_l1[1] + e_l1[2])
     energy += w * e_l1[0] + i * e_l1[1] + o * e_l1[2] + (w + i + o) * l2.noc_pj
     energy += (w + i + o * psum_scale) * (l2.read_pj + l2.fill_pj + dram.read_pj)
-    dram_words = w + i + o * psum_scale
+    compulsory = w + i + o * psum_scale
+    # the L2 holds at most this many elements (each at least min(word, psum) bits wide); every DRAM transfer
+    # beyond the compulsory ones is one more DRAM access and one more L2 fill or read
+    narrow = min(accel.word_bits, accel.psum_bits)
+    io_words = io_lower_bound(layer, max(1, accel.l2_bytes * 8 // narrow)) * narrow / accel.word_bits
+    dram_words = max(compulsory, io_words)
+    energy += (dram_words - compulsory) * (dram.read_pj + min(l2.read_pj, l2.fill_pj))
     cycles = max(
         min_compute_cycles(layer, accel),
         math.ceil(dram_words / accel.dram_bandwidth),
-        math.ceil((w + i + o * psum_scale) / accel.noc_bandwidth),
+        math.ceil(compulsory / accel.noc_bandwidth),
     )
     return LowerBound(cycles=float(cycles), energy_pj=float(energy))

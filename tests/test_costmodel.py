@@ -5,6 +5,7 @@ against an independent brute-force walk in test_nest_oracle.py.)"""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -13,6 +14,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 import hwmodel as hw
+from hwmodel.bounds import io_lower_bound, reuse_taps
 from hwmodel.costmodel import ACCESS_KINDS
 from hwmodel.layer import DIMS
 from hwmodel.mapping import Mapping
@@ -297,3 +299,46 @@ def test_distinct_window_rows_closed_form(extent, taps, stride, dilation):
 
     want = len({p * stride + r * dilation for p in range(extent) for r in range(taps)})
     assert distinct_window_rows(extent, taps, stride, dilation) == want
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_dram_traffic_never_below_the_io_bound(data):
+    """The red-blue pebble bound on DRAM <-> L2 elements, with the L2 sized to just hold the mapping's tiles
+    (the tightest the bound gets for that mapping); the full lower bound must hold there too."""
+    layer = data.draw(layers())
+    accel = data.draw(accelerators())
+    mapping = data.draw(mappings(layer, accel))
+    tiles = _tiles(layer, mapping, (1, 2))
+    bits = (tiles["weights"] + tiles["inputs"]) * accel.word_bits + tiles["outputs"] * accel.psum_bits
+    bits *= 2 if accel.double_buffer[1] else 1
+    accel = dataclasses.replace(accel, l2_bytes=-(-bits // 8))
+    cost = hw.evaluate(layer, accel, mapping)
+    assume(cost.valid)
+    moved = sum(cost.accesses[t]["dram_reads"] + cost.accesses[t]["dram_writes"] for t in hw.TENSORS)
+    capacity = accel.l2_bytes * 8 // min(accel.word_bits, accel.psum_bits)
+    assert moved >= io_lower_bound(layer, capacity)
+    lb = hw.lower_bound(layer, accel)
+    assert cost.cycles >= lb.cycles and cost.energy_pj >= lb.energy_pj * (1 - 1e-12)
+
+
+def test_io_bound_exceeds_compulsory_on_small_buffers():
+    layer = hw.Layer(K=64, C=64, P=56, Q=56, R=3, S=3)
+    compulsory = sum(layer.tensor_sizes.values())
+    assert io_lower_bound(layer, 512) > 3 * compulsory  # a 1 KB buffer of 16-bit words
+    assert io_lower_bound(layer, 55_296) < compulsory  # Eyeriss's 108 KB: compulsory dominates
+    assert io_lower_bound(layer, 512) > io_lower_bound(layer, 1024) > io_lower_bound(layer, 4096)
+    small = dataclasses.replace(hw.PRESETS["eyeriss"], l2_bytes=1024)
+    assert hw.lower_bound(layer, small).energy_pj > hw.lower_bound(layer, hw.PRESETS["eyeriss"]).energy_pj
+
+
+@pytest.mark.parametrize("stride,dilation", [(1, 1), (2, 1), (3, 1), (2, 2), (2, 3), (4, 2)])
+def test_reuse_taps_is_the_most_im2col_positions_of_an_input(stride, dilation):
+    """Written out: for every input row h, the (p, r) with p*stride + r*dilation = h; the most over h."""
+    layer = hw.Layer(K=1, C=1, P=30, Q=1, R=5, S=1, stride=(stride, 1), dilation=(dilation, 1))
+    uses: dict[int, int] = {}
+    for p in range(layer.P):
+        for r in range(layer.R):
+            h = p * stride + r * dilation
+            uses[h] = uses.get(h, 0) + 1
+    assert reuse_taps(layer) == max(uses.values())
