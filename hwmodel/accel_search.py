@@ -25,6 +25,7 @@ from typing import Any, Callable, Literal
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
+from hwmodel.atomic import atomic_write_text
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import Objective, get_objective, objective_value
@@ -332,9 +333,7 @@ class AcceleratorSearch:
         while self.es.generation < self.generations:
             self.step()
             if checkpoint is not None:
-                tmp = Path(str(checkpoint) + ".tmp")
-                tmp.write_text(json.dumps(self.state_dict()))
-                os.replace(tmp, checkpoint)
+                atomic_write_text(checkpoint, json.dumps(self.state_dict()))
             if progress is not None:
                 progress(self.es.generation, self.generations, self.best.fitness if self.best else math.inf)
         if self.best is None:
