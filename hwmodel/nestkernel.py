@@ -1168,8 +1168,9 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
             skew += arch_int[l, AI_AXIS0 + a] - 1
         if best != T_OUTPUTS:
             skew += arch_int[l, AI_AXIS0]  # operands enter skewed and results leave through the rows
-        # SCALE-Sim 3.0's count: folds * (fill + stream + drain) - 1
-        compute += folds * skew - 1
+        # SCALE-Sim 3.0's count: folds * (fill + stream + drain) - 1 (never below the loop iterations: a 1x1
+        # output-stationary "array" has no skew to take the cycle from)
+        compute += max(0.0, folds * skew - 1)
     overlapped = compute
     stalls = 0.0
     for l in range(n_levels):

@@ -93,3 +93,13 @@ def test_im2col_refuses_oversized_lowering():
     layer = hw.Layer(K=1, C=2**12, R=2**7, S=2**7)
     with pytest.raises(ValueError, match=r"im2col: C\*R\*S = .* exceeds"):
         layer.im2col()
+
+
+def test_degenerate_array_never_beats_its_loop_iterations():
+    """A 1x1 output-stationary array has no fill/drain skew: compute cycles = loop iterations (no -1)."""
+    layer = hw.Layer(K=3, C=5, P=4)
+    accel = hw.load_accelerator("systolic:1x1")
+    for flow in ("ws", "os", "is"):
+        cost = hw.evaluate(layer, accel, hw.template_mapping(layer, accel, flow))
+        assert cost.compute_cycles >= layer.macs
+        assert cost.cycles >= hw.lower_bound(layer, accel).cycles
