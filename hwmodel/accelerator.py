@@ -10,10 +10,9 @@ import math
 import os
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from hwmodel.energy import EnergyTable, get_energy_table
 from hwmodel.layer import DIMS, TENSORS
@@ -189,6 +188,8 @@ class Accelerator:
         ``ValueError``, one line naming ``source`` (a file, when given) and the field."""
         if not isinstance(data, dict):
             raise ValueError(prefixed(source, f"an accelerator spec must be an object of fields, got {show(data)}"))
+        from hwmodel.specs import AcceleratorSpec
+
         spec = validate_model(AcceleratorSpec, data, source, prefix="Accelerator.", allowed=_allowed,
                               noun="accelerator field")
         assert isinstance(spec, AcceleratorSpec)
@@ -234,46 +235,16 @@ class Accelerator:
 
 
 # --- the strict file schema -------------------------------------------------------------------------------
-_Buffer = Annotated[int, Field(ge=1, le=MAX_BUFFER)]
-_Bandwidth = Annotated[float, Field(gt=0, le=MAX_BANDWIDTH, allow_inf_nan=False)]
-_Bits = Annotated[int, Field(ge=MIN_BITS, le=MAX_BITS)]
+#: Names of :mod:`hwmodel.specs` still importable from here (resolved on first use: pydantic loads lazily).
+_SPECS = ("AcceleratorSpec", "L1PartitionSpec")
 
 
-class L1PartitionSpec(BaseModel):
-    """Per-tensor L1 entries (a list ``[weights, inputs, outputs]`` is read as these keys)."""
+def __getattr__(name: str) -> Any:
+    if name in _SPECS:
+        from hwmodel import specs
 
-    model_config = ConfigDict(strict=True, extra="forbid")
-    weights: _Buffer
-    inputs: _Buffer
-    outputs: _Buffer
-
-
-class AcceleratorSpec(BaseModel):
-    """The accelerator JSON/YAML schema (see :class:`Accelerator` for the meaning of each field)."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    schema_version: Annotated[int, Field(ge=1)] = Field(default=None, validate_default=False)
-    name: Annotated[str, Field(max_length=MAX_NAME)]
-    array: Annotated[list[Annotated[int, Field(ge=1, le=MAX_AXIS)]], Field(min_length=1, max_length=3)]
-    connectivity: Annotated[list[Annotated[list[Annotated[str, Field(max_length=16)]], Field(max_length=8)]],
-                            Field(min_length=1, max_length=3)]
-    l1_words: _Buffer = Field(default=None, validate_default=False)  # left out: the sum of l1_partition
-    l1_partition: L1PartitionSpec | None = None
-    l2_bytes: _Buffer
-    noc_bandwidth: _Bandwidth
-    dram_bandwidth: _Bandwidth
-    word_bits: _Bits = 16
-    psum_bits: _Bits = 32
-    systolic: bool = False
-    double_buffer: Annotated[list[bool], Field(min_length=2, max_length=2)] = [True, True]
-    energy_table: Annotated[str, Field(max_length=64)] = "accelergy45"
-
-    @field_validator("l1_partition", mode="before")
-    @classmethod
-    def _partition_list(cls, value: Any) -> Any:
-        if isinstance(value, (list, tuple)) and len(value) == 3:
-            return dict(zip(TENSORS, value))
-        return value
+        return getattr(specs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 _ALLOWED: dict[str, str] = {

@@ -14,10 +14,9 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from hwmodel.layer import DIMS, Layer
 from hwmodel.validate import (
@@ -160,6 +159,8 @@ class Mapping:
         if not isinstance(data, dict):
             raise ValueError(prefixed(source, "a mapping must be an object with temporal, order, spatial; got "
                                               f"{show(data)}"))
+        from hwmodel.specs import MappingSpec
+
         spec = validate_model(MappingSpec, data, source, key_noun=_key_noun, allowed=_allowed,
                               noun="mapping field")
         assert isinstance(spec, MappingSpec)
@@ -278,20 +279,13 @@ def load_mapping(path: str | os.PathLike) -> "Mapping | dict[str, Mapping]":
     return Mapping.from_dict(data, source=where)
 
 
-# --- the strict file schema -------------------------------------------------------------------------------
-_Dim = Literal["N", "G", "K", "C", "P", "Q", "R", "S"]
-_Level = Literal["DRAM", "L2", "L1"]
-_Factor = Annotated[int, Field(ge=1, le=MAX_FACTOR)]
+# --- the strict file schema (:class:`hwmodel.specs.MappingSpec`) --------------------------------------------
+def __getattr__(name: str) -> Any:
+    if name == "MappingSpec":  # still importable from here; resolved on first use (pydantic loads lazily)
+        from hwmodel.specs import MappingSpec
 
-
-class MappingSpec(BaseModel):
-    """The mapping JSON schema: ``temporal`` ``{level: {dim: factor}}``, ``order`` ``{level: [8 dims]}`` (outermost
-    first), ``spatial`` ``[{dim: factor}]`` per array axis (at most 3); what is left out is 1 / ``N G K C P Q R S``."""
-
-    model_config = ConfigDict(strict=True, extra="forbid")
-    temporal: dict[_Level, dict[_Dim, _Factor]] = {}
-    order: dict[_Level, Annotated[list[_Dim], Field(min_length=NUM_DIMS, max_length=NUM_DIMS)]] = {}
-    spatial: Annotated[list[dict[_Dim, _Factor]], Field(max_length=MAX_AXES)] = []
+        return MappingSpec
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _key_noun(loc: tuple[Any, ...]) -> str:

@@ -9,6 +9,7 @@ while the L1 tiles fit, and the outermost L2 loops spill to DRAM until the L2 ti
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -48,18 +49,32 @@ def no_waste_values(rem: int, limit: int) -> list[int]:
 
     ``ceil(rem / j) = floor((rem - 1) / j) + 1`` takes O(sqrt(rem)) distinct values; they are enumerated block by
     block (j jumps to the last j with the same quotient), starting at the first j whose value is ``<= limit``:
-    O(min(limit, sqrt(rem))) steps, never one per unit of ``rem``."""
+    O(min(limit, sqrt(rem))) steps, never one per unit of ``rem``. Memoised (the lower bound's unroll walk asks
+    for the same few dims tens of thousands of times) up to :data:`_MEMO_REM`; each call returns a new list."""
     rem, limit = int(rem), int(limit)
+    if rem <= _MEMO_REM:
+        return list(_no_waste_memo(rem, limit))
+    return list(_no_waste_values(rem, limit))
+
+
+#: Largest ``rem`` whose values are memoised (at most ~2 sqrt(rem) = 512 of them per entry).
+_MEMO_REM = 2**16
+
+
+def _no_waste_values(rem: int, limit: int) -> tuple[int, ...]:
     vals = {1}
     n = rem - 1
     if n <= 0 or limit < 1:
-        return sorted(vals)
+        return (1,)
     j = n // limit + 1 if limit > 1 else n + 1  # the first j with floor(n / j) + 1 <= limit
     while j <= n:
         q = n // j
         vals.add(q + 1)
         j = n // q + 1
-    return sorted(v for v in vals if v <= limit)
+    return tuple(sorted(v for v in vals if v <= limit))
+
+
+_no_waste_memo = functools.lru_cache(maxsize=1024)(_no_waste_values)
 
 
 #: Most partial combinations :func:`_choose_axis` visits exactly; beyond, each dim's options are thinned.

@@ -20,10 +20,12 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:  # pydantic is imported when a spec is validated, not with this module
+    from pydantic import BaseModel
 
 # --- bounds ---------------------------------------------------------------------------------------------
 #: Largest PE-array axis and PE count.
@@ -291,6 +293,8 @@ def validate_model(model: type[BaseModel], data: Any, where: str | None, prefix:
                    key_noun: Callable[[tuple[Any, ...]], str] | None = None, noun: str = "field") -> BaseModel:
     """``model`` validated strictly from ``data``; the first error as one ``ValueError`` line:
     ``<where>: <prefix><field path>: <problem>, got <value>; allowed: <allowed(path)>``."""
+    from pydantic import ValidationError
+
     check_depth(data, where)
     data = _only_json(_copy(data))
     try:
