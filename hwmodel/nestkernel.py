@@ -1414,16 +1414,24 @@ def _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, c
 
 
 @njit(cache=True, parallel=True)
+def _family_parallel(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts):
+    n = temporal.shape[0]
+    for c in prange((n + _FAMILY_CHUNK - 1) // _FAMILY_CHUNK):
+        _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts,
+                      c * _FAMILY_CHUNK, min(n, (c + 1) * _FAMILY_CHUNK))
+
+
+@njit(cache=True)
 def family_evaluate_batch(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, parallel):
-    """Evaluate a batch of 3-level mappings; returns ``(codes, metrics, counts)``."""
+    """Evaluate a batch of 3-level mappings; returns ``(codes, metrics, counts)``. Serial unless ``parallel``
+    (only then is an OpenMP region opened: a ``parallel=True`` function would run even its array
+    initialisations as parallel loops, one region per call)."""
     n = temporal.shape[0]
     codes = np.zeros(n, dtype=np.int64)
     metrics = np.full((n, len(FAMILY_METRICS)), np.inf)
     counts = np.zeros((n, NUM_TENSORS, len(FAMILY_ACCESS)))
-    if not parallel:
+    if parallel:
+        _family_parallel(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts)
+    else:
         _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts, 0, n)
-        return codes, metrics, counts
-    for c in prange((n + _FAMILY_CHUNK - 1) // _FAMILY_CHUNK):
-        _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts,
-                      c * _FAMILY_CHUNK, min(n, (c + 1) * _FAMILY_CHUNK))
     return codes, metrics, counts

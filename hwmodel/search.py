@@ -149,20 +149,29 @@ def _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit
 
 
 @njit(cache=True, parallel=True)
+def _decode_evaluate_parallel(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order):
+    n = genes.shape[0]
+    chunk = 256
+    for c in prange((n + chunk - 1) // chunk):
+        _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order,
+                               c * chunk, min(n, (c + 1) * chunk))
+
+
+@njit(cache=True)
 def _decode_evaluate(genes, lp, n_levels, ai, af, conn, e_mac, metric, parallel):
-    """Decode and evaluate a population; returns (fitness (inf if invalid), temporal, spatial, order)."""
+    """Decode and evaluate a population; returns (fitness (inf if invalid), temporal, spatial, order).
+
+    Serial unless ``parallel``: only then is an OpenMP region opened (a ``parallel=True`` function runs its
+    array initialisations as parallel loops too, one region per call even for one genome)."""
     n = genes.shape[0]
     fit = np.full(n, np.inf)
     temporal = np.empty((n, 3, 8), dtype=np.int64)
     spatial = np.empty((n, 3, 8), dtype=np.int64)
     order = np.empty((n, 3, 8), dtype=np.int64)
-    if not parallel:
+    if parallel:
+        _decode_evaluate_parallel(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order)
+    else:
         _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order, 0, n)
-        return fit, temporal, spatial, order
-    chunk = 256
-    for c in prange((n + chunk - 1) // chunk):
-        _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order,
-                               c * chunk, min(n, (c + 1) * chunk))
     return fit, temporal, spatial, order
 
 
