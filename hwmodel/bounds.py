@@ -38,10 +38,16 @@ class LowerBound:
 
 
 def min_compute_cycles(layer: Layer, accel: Accelerator) -> int:
-    """Fewest temporal iterations over all unrolls the array's axes and connectivity allow."""
+    """Fewest temporal iterations over all unrolls the array's axes and connectivity allow.
+
+    A depth-first walk over the no-waste unroll factors (axis by axis, dim by dim), pruned when even using
+    every PE left on the remaining axes cannot beat the best found (``prod(rem) / room`` is a lower bound on
+    any completion's ``prod(ceil(rem_d / f_d))``); exact, as the pruning only drops dominated branches."""
     dims = layer.dim_array.tolist()
     axes = [([DIMS.index(d) for d in conn if dims[DIMS.index(d)] > 1], size)
             for conn, size in zip(accel.connectivity, accel.array)]
+    # PEs of the axes after axis a (the room a completion can still use)
+    later = [math.prod(size for _, size in axes[a + 1:]) for a in range(len(axes))] + [1]
     best = math.prod(dims)
 
     def rec(a: int, i: int, room: int, rem: list[int]) -> None:
@@ -49,15 +55,15 @@ def min_compute_cycles(layer: Layer, accel: Accelerator) -> int:
         if a == len(axes):
             best = min(best, math.prod(rem))
             return
+        if math.prod(rem) >= best * room * later[a]:
+            return  # even a perfect split of every remaining PE leaves at least prod(rem) / PEs >= best
         allowed, _ = axes[a]
         if i == len(allowed) or room == 1:
             nxt = a + 1
             rec(nxt, 0, axes[nxt][1] if nxt < len(axes) else 1, rem)
             return
         d = allowed[i]
-        for f in no_waste_values(rem[d], rem[d]):
-            if f > room:
-                break
+        for f in reversed(no_waste_values(rem[d], min(rem[d], room))):  # large factors first: good bounds early
             saved = rem[d]
             rem[d] = -(-saved // f)
             rec(a, i + 1, room // f, rem)
