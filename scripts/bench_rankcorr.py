@@ -31,6 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--final-mapping-budget", type=int, default=2000, help="final mapper (as cosearch's default)")
     ap.add_argument("--objective", default="edp")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--spread", type=float, default=0.0,
+                    help="0: uniform genomes; > 0: genomes within this Gaussian spread of one random design "
+                         "(near-equal designs, as late in a search)")
     args = ap.parse_args(argv)
 
     from scipy.stats import spearmanr
@@ -50,8 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(args.seed)
         inner, final = [], []
         t0 = time.perf_counter()
+        center = rng.random(ACCEL_GENES)
         while len(inner) < args.designs:
-            x = rng.random(ACCEL_GENES)
+            x = rng.random(ACCEL_GENES) if args.spread <= 0 else np.clip(center + args.spread * rng.standard_normal(ACCEL_GENES), 0, 1)
             accel = decode_accelerator(x, budget, name=f"rand-{budget_name}")
             if accel.l2_bytes < 64 or accel.num_pes * accel.l1_words * accel.word_bytes + accel.l2_bytes > budget.onchip_bytes + 1:
                 continue  # outside the budget, as the search's acceptance test
@@ -67,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((budget_name, network, len(inner), rho, int(np.argmin(inner)) == int(np.argmin(final)),
                      float(np.exp(np.mean(np.log(ratio)))), float(ratio.max()), time.perf_counter() - t0))
 
-    print(f"\n{args.designs} random designs per cell; inner mapper: budget {args.mapping_budget}, no templates, no "
+    where = "uniform genomes" if args.spread <= 0 else f"genomes within a Gaussian spread of {args.spread} of one random design"
+    print(f"\n{args.designs} random designs per cell ({where}); inner mapper: budget {args.mapping_budget}, no templates, no "
           f"polish; final mapper: budget {args.final_mapping_budget} + templates + polish; objective {args.objective}\n")
     print("| budget | network | designs | Spearman rho | same best design | inner / final fitness (geomean) | (max) | s |")
     print("|---|---|---:|---:|---|---:|---:|---:|")
