@@ -138,7 +138,33 @@ def run_cell(budget: str, net: str, args) -> dict:
         "loadavg_after": os.getloadavg(),
     }
     cell.update(template_baseline(layers, budget, r["naas"]))
+    cell.update(own_dataflow_baseline(layers, budget, r["naas"]))
     return cell
+
+
+#: The dataflow each budget's design was published with (the paper's baseline runs the design with it):
+#: Eyeriss row stationary (Chen et al., ISCA 2016), NVDLA weight stationary (nvdla.org, "Convolution core"),
+#: ShiDianNao output stationary (Du et al., ISCA 2015), Edge TPU weight-stationary systolic (as NAAS models it).
+PUBLISHED_DATAFLOW = {"eyeriss": "rs", "nvdla-256": "ws", "nvdla-1024": "ws", "shidiannao": "os", "edgetpu": "ws"}
+
+
+def own_dataflow_baseline(layers, budget: str, naas: dict) -> dict:
+    """The preset running its published dataflow (:data:`PUBLISHED_DATAFLOW`) on every layer, template-mapped, no
+    mapping search: the paper's setup. Ratios are baseline / NAAS; empty when a layer does not fit the template."""
+    from hwmodel.presets import PRESETS
+    from hwmodel.report import network_report
+    from hwmodel.templates import template_mapping
+
+    preset, flow = PRESETS[budget], PUBLISHED_DATAFLOW[budget]
+    try:
+        mappings = [template_mapping(layer, preset, flow) for layer in layers]
+    except ValueError:
+        return {}
+    total = network_report(layers, preset, mappings)["total"]
+    return {"own_dataflow_baseline": {**total, "dataflow": flow},
+            "vs_own_dataflow": {"speedup": total["cycles"] / naas["cycles"],
+                                "energy_saving": total["energy_pj"] / naas["energy_pj"],
+                                "edp_ratio": total["edp"] / naas["edp"]}}
 
 
 def template_baseline(layers, budget: str, naas: dict) -> dict:
@@ -158,13 +184,14 @@ def template_baseline(layers, budget: str, naas: dict) -> dict:
 
 def markdown(results: dict) -> str:
     lines = ["| budget | network | speedup | energy saving | EDP ratio | EDP vs sizing-only | 10x recheck | "
-             "search s | total s | NAAS design | vs template-mapped preset: speedup / energy / EDP |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+             "search s | total s | NAAS design | vs template-mapped preset: speedup / energy / EDP | "
+             "vs preset with its own dataflow: speedup / energy / EDP |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|"]
 
-    def vt(cells: list[dict]) -> str:
-        if not all("vs_templates" in c for c in cells):
+    def vt(cells: list[dict], key: str = "vs_templates") -> str:
+        if not all(key in c for c in cells):
             return ""
-        g = [geomean([c["vs_templates"][k] for c in cells]) for k in ("speedup", "energy_saving", "edp_ratio")]
+        g = [geomean([c[key][k] for c in cells]) for k in ("speedup", "energy_saving", "edp_ratio")]
         return " / ".join(f"{x:.2f}×" for x in g)
 
     for budget, cells in results["cells"].items():
@@ -173,7 +200,8 @@ def markdown(results: dict) -> str:
             design = "x".join(map(str, a["array"])) + " " + " / ".join("".join(ax) for ax in a["connectivity"])
             lines.append(f"| {budget} | {c['network']} | {c['speedup']:.2f}× | {c['energy_saving']:.2f}× | "
                          f"{c['edp_ratio']:.2f}× | {c['edp_vs_sizing_only']:.2f}× | {c['recheck_10x']:.3f} | "
-                         f"{c['search_seconds']:.0f} | {c['seconds']:.0f} | {design} | {vt([c])} |")
+                         f"{c['search_seconds']:.0f} | {c['seconds']:.0f} | {design} | {vt([c])} | "
+                         f"{vt([c], 'vs_own_dataflow')} |")
         if cells:
             g = {k: geomean([c[k] for c in cells]) for k in (*RATIOS, "recheck_10x")}
             paper = PAPER.get(budget)
@@ -181,7 +209,8 @@ def markdown(results: dict) -> str:
             lines.append(f"| **{budget}** | **geomean**{ptxt} | **{g['speedup']:.2f}×** | **{g['energy_saving']:.2f}×** | "
                          f"**{g['edp_ratio']:.2f}×** | **{g['edp_vs_sizing_only']:.2f}×** | {g['recheck_10x']:.3f} | "
                          f"{sum(c['search_seconds'] for c in cells) / len(cells):.0f} avg | "
-                         f"{sum(c['seconds'] for c in cells) / len(cells):.0f} avg | | {vt(cells)} |")
+                         f"{sum(c['seconds'] for c in cells) / len(cells):.0f} avg | | {vt(cells)} | "
+                         f"{vt(cells, 'vs_own_dataflow')} |")
     q = results.get("mapping_quality")
     if q:
         lines += ["", f"Mapping search, ResNet-50 ({q['layers']} distinct layers) on eyeriss, budget {q['budget']}: "
@@ -215,7 +244,7 @@ def main() -> int:
     ap.add_argument("--no-quality", action="store_true", help="skip the mapping-search quality check")
     ap.add_argument("--out", metavar="FILE", help="write all results as JSON (rewritten after every cell)")
     ap.add_argument("--render", metavar="FILE", help="print the table of a saved --out FILE and exit (adds the "
-                    "template-mapped baseline where missing)")
+                    "template-mapped and own-dataflow baselines where missing)")
     args = ap.parse_args()
     if args.render:
         from hwmodel.workloads import model_layers
@@ -225,6 +254,8 @@ def main() -> int:
             for c in cells:
                 if "vs_templates" not in c:
                     c.update(template_baseline(model_layers(c["network"]), budget, c["naas"]))
+                if "vs_own_dataflow" not in c:
+                    c.update(own_dataflow_baseline(model_layers(c["network"]), budget, c["naas"]))
         print(markdown(saved))
         return 0
     table = QUICK if args.quick else TABLE
