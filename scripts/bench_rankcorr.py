@@ -38,7 +38,13 @@ def main(argv: list[str] | None = None) -> int:
 
     from scipy.stats import spearmanr
 
-    from hwmodel.accel_search import ACCEL_GENES, Budget, decode_accelerator, evaluate_design, unique_layers
+    from hwmodel.accel_search import (
+        ACCEL_GENES,
+        Budget,
+        decode_accelerator,
+        evaluate_design,
+        unique_layers,
+    )
     from hwmodel.objectives import get_objective
     from hwmodel.presets import PRESETS
     from hwmodel.workloads import model_layers
