@@ -10,13 +10,15 @@ uses when no mapping is given; the family's ES mapper (:mod:`hwmodel.search`) is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
+from numba import njit
 
 from hwmodel import nestkernel as nk
 from hwmodel.hierarchy import Hierarchy
 from hwmodel.layer import DIMS, Layer
-from hwmodel.nestmodel import NestCost, NestMapping, cost_from_row, evaluate_nest_batch
+from hwmodel.nestmodel import NestCost, NestMapping, cost_from_row, evaluate_nest_batch, layer_params
 from hwmodel.objectives import NEST_COLUMNS, get_objective
 
 #: Objective name -> column of the nest metrics (``nestkernel.MT_*``) it minimises (from :mod:`hwmodel.objectives`).
@@ -35,9 +37,10 @@ def _slots(hier: Hierarchy, d: int) -> list[tuple[str, int, int]]:
     return out
 
 
-def _divisors(n: int) -> list[int]:
+@lru_cache(maxsize=4096)
+def _divisors(n: int) -> tuple[int, ...]:
     small = [i for i in range(1, int(n**0.5) + 1) if n % i == 0]
-    return sorted(set(small + [n // i for i in small]))
+    return tuple(sorted(set(small + [n // i for i in small])))
 
 
 def random_mapping(layer: Layer, hier: Hierarchy, rng: np.random.Generator) -> NestMapping:
@@ -59,12 +62,12 @@ def random_mapping(layer: Layer, hier: Hierarchy, rng: np.random.Generator) -> N
                 if cap <= 1:
                     continue
                 opts = [f for f in _divisors(rem) if f <= cap] if rng.random() < 0.7 else list(range(1, min(cap, rem) + 1))
-                f = int(rng.choice(opts))
+                f = int(opts[rng.integers(len(opts))])  # the draw rng.choice(opts) makes, without its overhead
                 m.spatial[l, a, d] = f
                 room[(l, a)] = cap // f
             else:
                 opts = _divisors(rem) if rng.random() < 0.7 else [-(-rem // j) for j in range(1, min(rem, 64) + 1)]
-                f = int(rng.choice(opts))
+                f = int(opts[rng.integers(len(opts))])
                 m.temporal[l, d] *= f
             rem = -(-rem // f)
         m.temporal[0, d] *= rem
@@ -73,41 +76,71 @@ def random_mapping(layer: Layer, hier: Hierarchy, rng: np.random.Generator) -> N
     return m
 
 
-def _smallest_prime(n: int) -> int:
-    return next((p for p in range(2, int(n**0.5) + 1) if n % p == 0), n)
-
-
-def _move_out(m: NestMapping, level: int) -> bool:
+@njit(cache=True)
+def _move_out(temporal, spatial, level):
     """Shrink the tile of ``level`` by one prime factor moved to the temporal loops of the level above.
 
-    The factor comes from the outermost loops of the tile (the level's own temporal loops, then its fanout,
-    then the next level's, ...), the dim with the largest factor; ``f -> ceil(f / p)`` and the parent's loop
-    gains ``p``, so the mapping still covers the layer. ``False`` when the tile is a single point."""
+    The factor comes from the outermost loops of the tile (the level's own temporal loops, then its fanout's
+    axes, then the next level's, ...), the dim with the largest factor; ``f -> ceil(f / p)`` for its smallest
+    prime ``p`` and the parent's loop gains ``p``, so the mapping still covers the layer. ``temporal[L, 8]`` and
+    ``spatial[L, 3, 8]`` change in place; ``False`` when the tile is a single point."""
     if level <= 0:
         return False
-    for k in range(level, m.temporal.shape[0]):
-        for factors in (m.temporal[k], *m.spatial[k]):
-            if factors.max() > 1:
-                d = int(np.argmax(factors))
-                p = _smallest_prime(int(factors[d]))
-                factors[d] = -(-int(factors[d]) // p)
-                m.temporal[level - 1, d] *= p
-                return True
+    for k in range(level, temporal.shape[0]):
+        for row in range(1 + nk.MAX_AXES):  # the temporal loops, then each fanout axis
+            best = -1
+            for d in range(nk.NUM_DIMS):
+                f = temporal[k, d] if row == 0 else spatial[k, row - 1, d]
+                if f > 1 and (best < 0 or f > (temporal[k, best] if row == 0 else spatial[k, row - 1, best])):
+                    best = d
+            if best < 0:
+                continue
+            f = temporal[k, best] if row == 0 else spatial[k, row - 1, best]
+            p = f
+            q = 2
+            while q * q <= f:
+                if f % q == 0:
+                    p = q
+                    break
+                q += 1
+            if row == 0:
+                temporal[k, best] = -(-f // p)
+            else:
+                spatial[k, row - 1, best] = -(-f // p)
+            temporal[level - 1, best] *= p
+            return True
     return False
+
+
+@njit(cache=True)
+def _fit_round(temporal, spatial, codes, metrics, todo):
+    """One :func:`fit_capacity` round over the batch rows ``todo``: returns the rows still to fit."""
+    keep = np.zeros(todo.shape[0], dtype=np.bool_)
+    for q in range(todo.shape[0]):
+        if codes[q] == nk.BAD_CAPACITY:
+            i = todo[q]
+            keep[q] = _move_out(temporal[i], spatial[i], int(metrics[q, nk.MT_BAD_LEVEL]))
+    return todo[keep]
 
 
 def fit_capacity(layer: Layer, hier: Hierarchy, mappings: list[NestMapping], max_rounds: int = 256) -> list[NestMapping]:
     """Copies of ``mappings`` whose tiles fit every level: while a level overflows, :func:`_move_out` one factor
     of its tile (a batch evaluation per round; mappings that cannot fit are returned as they ended)."""
-    out = [NestMapping(m.temporal.copy(), m.spatial.copy(), m.order.copy(), m.keep.copy()) for m in mappings]
-    todo = list(range(len(out)))
+    if not mappings:
+        return []
+    n = len(hier.levels)
+    packed = [m.padded() for m in mappings]
+    t, s, o, k = (np.stack([p[j] for p in packed]) for j in range(4))
+    ai, af, conn, e_mac = hier.arrays()
+    lp = layer_params(layer)
+    todo = np.arange(len(mappings))
     for _ in range(max_rounds):
-        if not todo:
+        if todo.size == 0:
             break
-        codes, metrics, _ = evaluate_nest_batch(layer, hier, [out[i] for i in todo])
-        todo = [i for i, code, met in zip(todo, codes, metrics)
-                if code == nk.BAD_CAPACITY and _move_out(out[i], int(met[nk.MT_BAD_LEVEL]))]
-    return out
+        codes, metrics, _ = nk.evaluate_nest_batch(lp, n, ai, af, conn, e_mac, t[todo], s[todo], o[todo], k[todo])
+        todo = _fit_round(t, s, codes, metrics, todo)
+    return [NestMapping(t[i, :n].copy(), s[i, :n].copy(), m.order.copy(), m.keep.copy())
+            for i, m in enumerate(mappings)]
 
 
 @dataclass
