@@ -212,9 +212,13 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
     )
     how.add_argument(
         "--search",
-        action="store_true",
-        help="per layer, the best mapping found by mapping search (evolution strategy + local polish, never "
-        "worse than the best template) on this fixed accelerator; the --json report re-runs as --mapping FILE",
+        nargs="?",
+        const="es",
+        choices=("es", "optimal"),
+        help="per layer, the best mapping found by mapping search on this fixed accelerator: 'es' (the default: "
+        "evolution strategy + local polish, never worse than the best template) or 'optimal' (the whole encoded "
+        "mapspace, capacity-pruned: the proven optimum, or with --time-limit the best so far and its gap to a "
+        "certified bound); the --json report re-runs as --mapping FILE",
     )
     search = p.add_argument_group("mapping search (with --search)")
     search.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), help=f"{OBJECTIVE_HELP} (default edp)")
@@ -222,6 +226,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         "--mapping-budget", type=int, metavar="N", help="evaluations per layer (default 2000, plus polish)"
     )
     search.add_argument("--seed", type=int, help="search seed (default 0; layer i uses seed + i)")
+    search.add_argument("--time-limit", type=float, metavar="S",
+                        help="with --search optimal: seconds per layer, then the best so far (default: no limit)")
     add_output_args(p)
     p.set_defaults(func=cmd_evaluate, evaluate_parser=p)
 
@@ -250,7 +256,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         emit_report(args, report, lambda: format_report(report, labels, unit=accel.energy.unit))
         return 0
     given_search = [f for f, v in (("--objective", args.objective), ("--mapping-budget", args.mapping_budget),
-                                   ("--seed", args.seed)) if v is not None]
+                                   ("--seed", args.seed), ("--time-limit", args.time_limit)) if v is not None]
     if given_search:
         raise ValueError(f"{given_search[0]} applies only with --search")
     given = load_mapping(args.mapping) if args.mapping is not None else None
@@ -280,6 +286,9 @@ def _evaluate_timeloop(args: argparse.Namespace) -> int:
     arch, problem = args.timeloop
     hier, layer, mapping = load_timeloop(arch, problem, args.mapping, args.ert)
     source = "mapping file"
+    if args.search == "optimal" or args.time_limit is not None:
+        raise ValueError("--search optimal / --time-limit apply to --accelerator designs; --timeloop architectures "
+                         "use the random hierarchy mapper (--search)")
     if mapping is None or args.search:
         if mapping is not None:
             raise ValueError("give either --mapping or --search with --timeloop, not both")
@@ -317,14 +326,21 @@ def _searched_mappings(args: argparse.Namespace, layers: list[Layer], accel: Acc
     seed = 0 if args.seed is None else args.seed
     if budget < 1:
         raise ValueError(f"--mapping-budget must be >= 1, got {budget}")
+    if args.time_limit is not None and (args.search != "optimal" or not args.time_limit > 0):
+        raise ValueError("--time-limit applies only with --search optimal and must be > 0 seconds, "
+                         f"got {args.time_limit}")
     mappings, labels = [], []
     for i, layer in enumerate(layers):
         try:
-            r = search_mapping(layer, accel, objective=objective, budget=budget, seed=seed + i)
+            r = search_mapping(layer, accel, objective=objective, budget=budget, seed=seed + i, method=args.search,
+                               time_limit=args.time_limit)
         except ValueError as exc:
             raise ValueError(f"layer {layer.name or layer!s}: {exc}") from None
         mappings.append(r.mapping)
-        labels.append(r.source if r.source.startswith("template") else f"search:{r.source}")
+        if r.proven is not None:
+            labels.append("optimal (proven)" if r.proven else f"optimal (time limit, gap <= {r.gap:.2f}x)")
+        else:
+            labels.append(r.source if r.source.startswith("template") else f"search:{r.source}")
     return mappings, labels, seed
 
 

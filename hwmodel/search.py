@@ -206,10 +206,19 @@ class MappingResult:
     source: str
     history: list[float] = field(default_factory=list)
     objective: str = "edp"
+    #: ``method="optimal"``: whether the whole space was searched (the result is then the optimum) and a
+    #: certified lower bound on the objective of any mapping (the optimum itself when proven).
+    proven: bool | None = None
+    certified_bound: float | None = None
 
     @property
     def fitness(self) -> float:
         return objective_value(self.cost, self.objective)
+
+    @property
+    def gap(self) -> float | None:
+        """Fitness over the certified bound (1.0 when proven optimal)."""
+        return None if self.certified_bound is None else self.fitness / self.certified_bound
 
 
 def search_mapping(
@@ -218,17 +227,19 @@ def search_mapping(
     objective: Objective = "edp",
     budget: int = 2000,
     seed: int = 0,
-    method: Literal["es", "random", "exhaustive"] = "es",
+    method: Literal["es", "random", "exhaustive", "optimal"] = "es",
     population: int = 64,
     warm_start: np.ndarray | None = None,
     include_templates: bool = True,
     polish_budget: int | None = None,
+    time_limit: float | None = None,
 ) -> MappingResult:
     """Search a mapping of ``layer`` on ``accel`` minimising ``objective`` within ``budget`` evaluations.
 
     ``method="es"``: a (mu, lambda) evolution strategy with elitism, Gaussian mutation and uniform crossover
     over the genome above; ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
-    (small layers only, ``budget`` ignored). The best genome found is then polished by local search
+    (small layers only, ``budget`` ignored); ``"optimal"``: :func:`optimal_mapping` (the whole space, capacity
+    pruned; with ``time_limit`` seconds the best so far and a certified bound). The best genome found is then polished by local search
     (:func:`polish_mapping`, ``polish_budget`` evaluations, default ``budget // 2``). ``warm_start``: genomes seeding the first generation (e.g. the
     parent accelerator's best mappings). The canonical templates are evaluated too unless
     ``include_templates=False``, so the result is never worse than the best template. Deterministic for a
@@ -239,6 +250,8 @@ def search_mapping(
     problem = MappingProblem(layer, accel, objective)
     if method == "exhaustive":
         return exhaustive_mapping(layer, accel, objective)
+    if method == "optimal":
+        return optimal_mapping(layer, accel, objective, time_limit=time_limit)
     if polish_budget is None:
         polish_budget = budget // 2
     rng = np.random.default_rng(seed)
@@ -441,9 +454,20 @@ def _orders(active: list[int]) -> list[list[int]]:
     return [list(p) + rest for p in itertools.permutations(active)]
 
 
-def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int = 5_000_000):
-    """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers."""
+def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_000_000, prune: bool = False,
+                       batch: int = 65536):
+    """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers.
+
+    ``prune``: skip factor splits whose L1 or L2 tiles overflow before their loop orders are enumerated (safe:
+    every order of them is invalid; tiles only grow with a factor, so a dim's factors are filtered alone
+    first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches)."""
     dims = layer.dim_array.tolist()
+    lp = layer_params(layer)
+    fp = family_params(accel)
+
+    def fits(temporal: np.ndarray, sp: np.ndarray) -> bool:
+        return all(nk.family_fits(lp, temporal, sp, lvl, fp.n_levels, fp.arch_int, fp.arch_float) for lvl in (0, 1))
+
     axis_choices = []
     for a, size in enumerate(accel.array):
         allowed = [i for i, d in enumerate(("N", "G", "K", "C", "P", "Q", "R", "S")) if d in accel.connectivity[a]]
@@ -468,16 +492,25 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int = 5_000_000)
     total = 0
     for sp in spatial_options:
         rem = [-(-dims[d] // int(sp[:, d].prod())) for d in range(8)]
+        if prune and not fits(np.ones((3, 8), dtype=np.int64), sp):
+            continue
         per_dim = []
         for d in range(8):
             opts = []
             for f1 in no_waste_values(rem[d], rem[d]):
                 r2 = -(-rem[d] // f1)
                 for f2 in no_waste_values(r2, r2):
+                    if prune:
+                        alone = np.ones((3, 8), dtype=np.int64)
+                        alone[:, d] = (1, f2, f1)
+                        if not fits(alone, sp):
+                            continue
                     opts.append((-(-r2 // f2), f2, f1))
             per_dim.append(opts)
         for split in itertools.product(*per_dim):
             temporal = np.array(split, dtype=np.int64).T
+            if prune and not fits(temporal, sp):
+                continue
             dram_active = [d for d in range(8) if temporal[0, d] > 1]
             l2_active = [d for d in range(8) if temporal[1, d] > 1]
             for od in _orders(dram_active):
@@ -486,28 +519,51 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int = 5_000_000)
                     batch_s.append(sp)
                     batch_o.append(np.array([od, o2, list(range(8))], dtype=np.int64))
                     total += 1
-                    if total > limit:
+                    if limit is not None and total > limit:
                         raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")
-                    if len(batch_t) == 65536:
+                    if len(batch_t) == batch:
                         yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
                         batch_t, batch_s, batch_o = [], [], []
     if batch_t:
         yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
 
 
-def exhaustive_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> MappingResult:
-    """The optimum over the whole encoded space (no-waste factors, all distinct loop orders)."""
+def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp",
+                    time_limit: float | None = None) -> MappingResult:
+    """The optimum of ``objective`` over the whole encoded mapspace, or the best within ``time_limit`` seconds.
+
+    The space: every spatial split of the array's axes and every DRAM / L2 / L1 split of each dim into no-waste
+    factors (``ceil(r / f)`` takes each value once, at its smallest ``f``), every order of the loops with a
+    factor > 1 at DRAM and at L2 (the L1 order changes no count: the innermost level serves every MAC).
+    Capacity pruning drops only invalid mappings (:func:`enumerate_mappings` with ``prune``). ``proven`` tells
+    whether the space was exhausted; ``certified_bound`` is then the optimum, otherwise the objective of
+    :func:`hwmodel.bounds.lower_bound` (nothing unexplored can beat it). ``ValueError`` when nothing is valid."""
+    import time
+
+    from hwmodel.bounds import lower_bound
     from hwmodel.costmodel import evaluate_batch
 
     metric = get_objective(objective).family_column
-    best_fit, best_map, evals = np.inf, None, 0
-    for t, s, o in enumerate_mappings(layer, accel):
-        codes, metrics, _ = evaluate_batch(layer, accel, t, s, o)
+    start = time.perf_counter()
+    best_fit, best_map, evals, proven = np.inf, None, 0, True
+    for t, s, o in enumerate_mappings(layer, accel, limit=None, prune=True, batch=8192):
+        codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
         evals += len(t)
         fit = np.where(codes == 0, metrics[:, metric], np.inf)
         i = int(np.argmin(fit))
         if fit[i] < best_fit:
             best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            proven = False
+            break
     if best_map is None:
-        raise ValueError(f"no valid mapping of {layer} on {accel.name}: buffers too small")
-    return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "exhaustive", [best_fit], objective)
+        raise ValueError(f"no valid mapping of {layer} on {accel.name}" + ("" if proven else " within the time limit"))
+    lb = lower_bound(layer, accel)
+    bound = best_fit if proven else objective_value(lb, objective)
+    return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "optimal", [best_fit], objective,
+                         proven=proven, certified_bound=bound)
+
+
+def exhaustive_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> MappingResult:
+    """The optimum over the whole encoded space: :func:`optimal_mapping` without a time limit."""
+    return optimal_mapping(layer, accel, objective)

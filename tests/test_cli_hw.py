@@ -253,3 +253,23 @@ def test_console_entry_point_bad_input():
     )
     assert proc.returncode == 2
     assert proc.stderr.strip() == "naas-hw evaluate: error: Layer.P must be >= 1 (a positive size), got 0"
+
+
+def test_search_optimal(capsys, tmp_path):
+    """--search optimal: the proven optimum on a small design (the Python API's), a gap with --time-limit on a
+    big layer, and --time-limit refused without it."""
+    from hwmodel.search import search_mapping
+
+    accel = hw.Accelerator(name="small", array=(2, 2), connectivity=(("C", "K"), ("P", "Q")), l1_words=24,
+                           l2_bytes=400, noc_bandwidth=2, dram_bandwidth=1)
+    f = _write(tmp_path, "small.json", accel.to_dict())
+    report = run_json(capsys, "evaluate", "--layer", "K=4,C=3,P=4,Q=2,R=3,name=conv", "--accelerator", f,
+                      "--search", "optimal")
+    best = search_mapping(hw.Layer(K=4, C=3, P=4, Q=2, R=3), accel, method="optimal")
+    assert report["layers"][0]["edp"] == pytest.approx(best.cost.edp, rel=1e-12)
+    rc, _, err = run(capsys, "evaluate", "--layer", "K=4,C=3,name=c", "--accelerator", f, "--search",
+                     "--time-limit", "1")
+    assert rc == 2 and "--time-limit applies only with --search optimal" in err
+    rc, out, err = run(capsys, "evaluate", "--layer", CONV, "--accelerator", "eyeriss", "--search", "optimal",
+                       "--time-limit", "0.3")
+    assert rc == 0 and "optimal (time limit, gap <=" in out, err
