@@ -15,22 +15,20 @@ mapped by :func:`hwmodel.search.search_mapping` (warm-started from the parent de
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterator, Literal
 
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.atomic import atomic_write_text
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import Objective, get_objective, objective_value
 from hwmodel.presets import PRESETS
-from hwmodel.search import NUM_GENES, search_mapping
+from hwmodel.search import NUM_GENES, MappingResult, search_mapping
+from hwmodel.search_driver import CMAES, SearchDriver  # noqa: F401  (CMAES: re-exported)
 
 ACCEL_GENES = 34
 MIN_L1_WORDS = 8  # one weight, input and partial sum, double-buffered, fit
@@ -143,6 +141,25 @@ class DesignResult:
                 "accelerator": self.accelerator.to_dict()}
 
 
+def map_layers(
+    layers: list[Layer],
+    accel: Accelerator,
+    objective: Objective = "edp",
+    mapping_budget: int = 400,
+    seed: int = 0,
+    warm: list[np.ndarray | None] | None = None,
+    include_templates: bool = False,
+    polish: bool = False,
+) -> Iterator[MappingResult]:
+    """Each layer's mapping search on ``accel`` in turn (layer ``i``: seed ``seed + i``, warm start ``warm[i]``,
+    local polish of ``mapping_budget // 2`` evaluations with ``polish``); lazily, so a caller can act on each
+    result before the next search. Raises ``ValueError`` (from :func:`search_mapping`) when a layer cannot map."""
+    for i, layer in enumerate(layers):
+        ws = None if warm is None or warm[i] is None else warm[i][None]
+        yield search_mapping(layer, accel, objective=objective, budget=mapping_budget, seed=seed + i, warm_start=ws,
+                             include_templates=include_templates, polish_budget=mapping_budget // 2 if polish else 0)
+
+
 def evaluate_design(
     accel: Accelerator,
     layers: list[Layer],
@@ -158,20 +175,13 @@ def evaluate_design(
 
     Inside the accelerator search the mapping searches skip templates and local polish (speed); final
     figures use both (``include_templates=True, polish=True``)."""
-    mappings: list[Mapping] = []
-    genes: list[np.ndarray | None] = []
-    per_layer: list[tuple[float, float]] = []
-    for i, layer in enumerate(layers):
-        ws = None if warm is None or warm[i] is None else warm[i][None]
-        try:
-            r = search_mapping(layer, accel, objective=objective, budget=mapping_budget, seed=seed + i,
-                               warm_start=ws, include_templates=include_templates,
-                               polish_budget=mapping_budget // 2 if polish else 0)
-        except ValueError:
-            return DesignResult(accel, math.inf, {}, [], [])
-        mappings.append(r.mapping)
-        genes.append(r.genes)
-        per_layer.append((r.cost.cycles, r.cost.energy_pj))
+    try:
+        found = list(map_layers(layers, accel, objective, mapping_budget, seed, warm, include_templates, polish))
+    except ValueError:
+        return DesignResult(accel, math.inf, {}, [], [])
+    mappings: list[Mapping] = [r.mapping for r in found]
+    genes: list[np.ndarray | None] = [r.genes for r in found]
+    per_layer = [(r.cost.cycles, r.cost.energy_pj) for r in found]
     networks, fitness = _network_totals(per_layer, uses, objective)
     if include_templates:
         # per-layer optima need not give the best network total (a product of sums): the all-templates choice
@@ -203,83 +213,11 @@ def _network_totals(per_layer: list[tuple[float, float]], uses: dict[str, list[t
     return networks, float(np.exp(np.mean([np.log(v["objective"]) for v in networks.values()])))
 
 
-class CMAES:
-    """Minimal CMA-ES (Hansen's tutorial, rank-one + rank-mu updates) over [0, 1]^n with a seeded RNG."""
-
-    def __init__(self, n: int, seed: int, sigma: float = 0.3, popsize: int | None = None) -> None:
-        self.n = n
-        self.lam = popsize or 4 + int(3 * math.log(n))
-        self.mu = self.lam // 2
-        w = np.log(self.mu + 0.5) - np.log(np.arange(1, self.mu + 1))
-        self.w = w / w.sum()
-        self.mueff = 1.0 / (self.w**2).sum()
-        self.cc = (4 + self.mueff / n) / (n + 4 + 2 * self.mueff / n)
-        self.cs = (self.mueff + 2) / (n + self.mueff + 5)
-        self.c1 = 2 / ((n + 1.3) ** 2 + self.mueff)
-        self.cmu = min(1 - self.c1, 2 * (self.mueff - 2 + 1 / self.mueff) / ((n + 2) ** 2 + self.mueff))
-        self.damps = 1 + 2 * max(0.0, math.sqrt((self.mueff - 1) / (n + 1)) - 1) + self.cs
-        self.chin = math.sqrt(n) * (1 - 1 / (4 * n) + 1 / (21 * n * n))
-        self.rng = np.random.default_rng(seed)
-        self.mean = np.full(n, 0.5)
-        self.sigma = sigma
-        self.C = np.eye(n)
-        self.pc = np.zeros(n)
-        self.ps = np.zeros(n)
-        self.generation = 0
-
-    def ask(self, accept: Callable[[np.ndarray], bool] | None = None, max_tries: int = 20) -> np.ndarray:
-        """λ samples, each redrawn (up to ``max_tries``) while ``accept`` rejects it, then clipped to [0, 1]."""
-        vals, vecs = np.linalg.eigh(self.C)
-        root = vecs * np.sqrt(np.maximum(vals, 1e-20))
-        out = np.empty((self.lam, self.n))
-        for k in range(self.lam):
-            for _ in range(max_tries):
-                x = self.mean + self.sigma * root @ self.rng.standard_normal(self.n)
-                if accept is None or accept(np.clip(x, 0, 1)):
-                    break
-            out[k] = x
-        return out
-
-    def tell(self, xs: np.ndarray, fitness: np.ndarray) -> None:
-        order = np.argsort(fitness, kind="stable")
-        sel = xs[order[: self.mu]]
-        old = self.mean
-        self.mean = self.w @ sel
-        vals, vecs = np.linalg.eigh(self.C)
-        inv_sqrt = vecs @ np.diag(1 / np.sqrt(np.maximum(vals, 1e-20))) @ vecs.T
-        y = (self.mean - old) / self.sigma
-        self.ps = (1 - self.cs) * self.ps + math.sqrt(self.cs * (2 - self.cs) * self.mueff) * inv_sqrt @ y
-        hsig = np.linalg.norm(self.ps) / math.sqrt(1 - (1 - self.cs) ** (2 * (self.generation + 1))) < (1.4 + 2 / (self.n + 1)) * self.chin
-        self.pc = (1 - self.cc) * self.pc + hsig * math.sqrt(self.cc * (2 - self.cc) * self.mueff) * y
-        ys = (sel - old) / self.sigma
-        self.C = (
-            (1 - self.c1 - self.cmu) * self.C
-            + self.c1 * (np.outer(self.pc, self.pc) + (1 - hsig) * self.cc * (2 - self.cc) * self.C)
-            + self.cmu * (ys.T * self.w) @ ys
-        )
-        self.C = (self.C + self.C.T) / 2
-        self.sigma *= math.exp((self.cs / self.damps) * (np.linalg.norm(self.ps) / self.chin - 1))
-        self.sigma = float(min(self.sigma, 1.0))
-        self.generation += 1
-
-    def state_dict(self) -> dict[str, Any]:
-        return {"mean": self.mean.tolist(), "sigma": self.sigma, "C": self.C.tolist(), "pc": self.pc.tolist(),
-                "ps": self.ps.tolist(), "generation": self.generation, "rng": self.rng.bit_generator.state}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.mean = np.array(state["mean"])
-        self.sigma = float(state["sigma"])
-        self.C = np.array(state["C"])
-        self.pc = np.array(state["pc"])
-        self.ps = np.array(state["ps"])
-        self.generation = int(state["generation"])
-        self.rng.bit_generator.state = state["rng"]
-
-
 @dataclass
 class AcceleratorSearch:
     """The NAAS outer loop, resumable: ``state_dict`` / ``load_state_dict``, and an optional checkpoint file
-    rewritten (atomically) after every generation."""
+    rewritten (atomically) after every generation. The loop is a :class:`hwmodel.search_driver.SearchDriver`
+    (``driver``); this class is its fitness function (decode, map every layer) plus the mapping warm starts."""
 
     workloads: dict[str, list[Layer]]
     budget: Budget
@@ -294,10 +232,18 @@ class AcceleratorSearch:
     def __post_init__(self) -> None:
         get_objective(self.objective)
         self.layers, self.uses = unique_layers(self.workloads)
-        self.es = CMAES(ACCEL_GENES, self.seed, popsize=self.popsize)
-        self.best: DesignResult | None = None
-        self.best_genes: np.ndarray | None = None
+        self.driver = SearchDriver(ACCEL_GENES, self._evaluate, self.seed, popsize=self.popsize, accept=self._accept,
+                                   on_best=self._take_warm, encode_result=_design_to_dict, decode_result=_design_from_dict, history=self.history)
+        self.es = self.driver.es
         self.warm: list[np.ndarray | None] = [None] * len(self.layers)
+
+    @property
+    def best(self) -> DesignResult | None:
+        return self.driver.best
+
+    @property
+    def best_genes(self) -> np.ndarray | None:
+        return self.driver.best_genes
 
     def _decode(self, x: np.ndarray) -> Accelerator:
         return decode_accelerator(x, self.budget, self.connectivity,
@@ -307,70 +253,51 @@ class AcceleratorSearch:
         acc = self._decode(x)
         return acc.l2_bytes >= 64 and acc.num_pes * acc.l1_words * acc.word_bytes + acc.l2_bytes <= self.budget.onchip_bytes + 1
 
+    def _evaluate(self, genomes: np.ndarray, generation: int) -> list[DesignResult]:
+        """The fitness function: every genome's design, its layers mapped (warm-started from the best so far)."""
+        return [evaluate_design(self._decode(x), self.layers, self.uses, self.objective, self.mapping_budget,
+                                seed=self.seed * 7919 + generation * 131 + k, warm=self.warm)
+                for k, x in enumerate(genomes)]
+
+    def _take_warm(self, genes: np.ndarray, best: DesignResult) -> None:
+        self.warm = [g if g is not None else w for g, w in zip(best.genes, self.warm)]
+
     def step(self) -> DesignResult:
         """Run one generation; returns the best design so far."""
-        xs = self.es.ask(self._accept)
-        results = []
-        for k, x in enumerate(xs):
-            acc = self._decode(np.clip(x, 0, 1))
-            results.append(evaluate_design(acc, self.layers, self.uses, self.objective, self.mapping_budget,
-                                           seed=self.seed * 7919 + self.es.generation * 131 + k, warm=self.warm))
-        fit = np.array([r.fitness for r in results])
-        finite = np.isfinite(fit)
-        self.es.tell(xs, np.where(finite, fit, 1e300))  # CMA-ES only uses the ranking
-        i = int(np.argmin(fit))
-        if np.isfinite(fit[i]) and (self.best is None or fit[i] < self.best.fitness):
-            self.best, self.best_genes = results[i], np.clip(xs[i], 0, 1)
-            self.warm = [g if g is not None else w for g, w in zip(results[i].genes, self.warm)]
-        self.history.append({"generation": self.es.generation, "best": self.best.fitness if self.best else math.inf,
-                             "mean": float(np.mean(fit[finite])) if finite.any() else math.inf})
+        self.driver.step()
         return self.best
 
     def run(self, checkpoint: str | os.PathLike | None = None, progress: Callable[[int, int, float], None] | None = None) -> DesignResult:
         """Run (or resume, when ``checkpoint`` exists) to ``generations``; returns the best design."""
-        if checkpoint is not None and Path(checkpoint).exists():
-            self.load_state_dict(json.loads(Path(checkpoint).read_text()))
-        while self.es.generation < self.generations:
-            self.step()
-            if checkpoint is not None:
-                atomic_write_text(checkpoint, json.dumps(self.state_dict()))
-            if progress is not None:
-                progress(self.es.generation, self.generations, self.best.fitness if self.best else math.inf)
+        self.driver.run(self.generations, checkpoint, progress, save_state=self.state_dict, load_state=self.load_state_dict)
         if self.best is None:
             raise ValueError(f"no accelerator within budget {self.budget.name} could map every layer")
         return self.best
 
     def state_dict(self) -> dict[str, Any]:
-        best = None
-        if self.best is not None:
-            best = {
-                "accelerator": self.best.accelerator.to_dict(),
-                "fitness": self.best.fitness,
-                "networks": self.best.networks,
-                "mappings": [m.to_dict() for m in self.best.mappings],
-                "genes": [None if g is None else g.tolist() for g in self.best.genes],
-                "design_genes": self.best_genes.tolist(),
-            }
+        d = self.driver.state_dict()
         return {
-            "es": self.es.state_dict(),
-            "best": best,
+            "es": d["es"],
+            "best": None if d["best"] is None else {**d["best"], "design_genes": d["best_genes"]},
             "warm": [None if w is None else w.tolist() for w in self.warm],
-            "history": self.history,
+            "history": d["history"],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.es.load_state_dict(state["es"])
-        self.warm = [None if w is None else np.array(w) for w in state["warm"]]
-        self.history = list(state["history"])
-        self.best, self.best_genes = None, None
         best = state["best"]
-        if best is not None:
-            self.best_genes = np.array(best["design_genes"])
-            self.best = DesignResult(
-                Accelerator.from_dict(best["accelerator"]), float(best["fitness"]), best["networks"],
-                [Mapping.from_dict(m) for m in best["mappings"]],
-                [None if g is None else np.array(g) for g in best["genes"]],
-            )
+        self.driver.load_state_dict({"es": state["es"], "history": state["history"], "best": best,
+                                     "best_genes": None if best is None else best["design_genes"]})
+        self.warm = [None if w is None else np.array(w) for w in state["warm"]]
+
+
+def _design_to_dict(r: DesignResult) -> dict[str, Any]:
+    return {"accelerator": r.accelerator.to_dict(), "fitness": r.fitness, "networks": r.networks,
+            "mappings": [m.to_dict() for m in r.mappings], "genes": [None if g is None else g.tolist() for g in r.genes]}
+
+
+def _design_from_dict(d: dict[str, Any]) -> DesignResult:
+    return DesignResult(Accelerator.from_dict(d["accelerator"]), float(d["fitness"]), d["networks"],
+                        [Mapping.from_dict(m) for m in d["mappings"]], [None if g is None else np.array(g) for g in d["genes"]])
 
 
 def search_accelerator(

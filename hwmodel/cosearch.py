@@ -66,10 +66,7 @@ def cosearch(
     for kind, conn in (("sizing_only", preset.connectivity), ("naas", None)):
         s = AcceleratorSearch(workloads, b, objective, seed, generations, mapping_budget=mapping_budget,
                               connectivity=conn)
-        while s.es.generation < generations:
-            s.step()
-            if progress is not None:
-                progress(kind, s.es.generation, generations, s.best.fitness if s.best else math.inf)
+        s.driver.run(generations, progress=None if progress is None else (lambda g, n, f, kind=kind: progress(kind, g, n, f)))
         if s.best is None:
             raise ValueError(f"{kind}: no design within budget {budget} could map every layer of {model}")
         searches[kind] = s

@@ -1,6 +1,6 @@
 """Network-in-the-loop co-search: accuracy x accelerator x mapping (NAAS, Lin et al., DAC 2021, Sec. 3.3).
 
-The outer loop is :class:`hwmodel.accel_search.CMAES` over accelerator genomes decoded within a budget preset;
+The outer loop is :class:`hwmodel.search_driver.SearchDriver` (CMA-ES) over accelerator genomes decoded within a budget preset;
 for every accelerator candidate an OFA-style evolutionary search over subnets (population, parent ratio,
 mutation probability, crossover, resolution) finds the best subnet *for that accelerator*, each subnet scored
 by its accuracy (measured, or predicted by a :class:`supernet.AccuracyPredictor` trained on measured subnets)
@@ -22,13 +22,13 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from hwmodel.accel_search import ACCEL_GENES, CMAES, Budget, decode_accelerator
+from hwmodel.accel_search import ACCEL_GENES, Budget, decode_accelerator, map_layers
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import Layer, merge_layers
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import get_objective, objective_value
 from hwmodel.presets import PRESETS
-from hwmodel.search import search_mapping
+from hwmodel.search_driver import SearchDriver
 
 SCHEMA_VERSION = 1
 MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list]
@@ -112,14 +112,17 @@ class HardwareCost:
 
 def network_cost(layers: list[Layer], accel: Accelerator, objective: str, budget: int, seed: int,
                  warm: dict[tuple, np.ndarray] | None = None, polish: bool = False) -> HardwareCost:
-    """Cost of a network (layers merged by shape) on ``accel`` with one mapping search per distinct shape."""
+    """Cost of a network (layers merged by shape) on ``accel`` with one mapping search per distinct shape
+    (:func:`hwmodel.accel_search.map_layers`; ``warm``, keyed by shape, is updated as each shape maps). Unlike
+    :func:`hwmodel.accel_search.evaluate_design` it raises ``ValueError`` when a layer cannot map, keeps the
+    per-layer optima with ``polish`` (no all-templates alternative) and counts MACs."""
     cycles = energy = 0.0
     macs = 0
     mappings = []
-    for i, layer in enumerate(merge_layers(layers)):
-        ws = None if warm is None or layer.shape_key not in warm else warm[layer.shape_key][None]
-        r = search_mapping(layer, accel, objective=objective, budget=budget, seed=seed + i, warm_start=ws,
-                           include_templates=polish, polish_budget=budget // 2 if polish else 0)
+    merged = merge_layers(layers)
+    ws = None if warm is None else [warm.get(layer.shape_key) for layer in merged]  # shapes are distinct
+    for layer, r in zip(merged, map_layers(merged, accel, objective, budget, seed, ws, include_templates=polish,
+                                           polish=polish)):
         if warm is not None and r.genes is not None:
             warm[layer.shape_key] = r.genes
         cycles += r.cost.cycles * layer.count
@@ -165,12 +168,13 @@ class NetworkCoSearch:
         self.settings, self.config_cls, self.map_fn = settings, config_cls, map_fn
         self.resolutions = settings.resolutions or (default_resolution,)
         self.budget = Budget.from_preset(settings.budget)
-        self.es = CMAES(ACCEL_GENES, settings.seed, popsize=settings.accel_popsize)
+        self.driver = SearchDriver(ACCEL_GENES, self._evaluate, settings.seed, popsize=settings.accel_popsize,
+                                   tell_clipped=True)
+        self.es = self.driver.es
+        self.history = self.driver.history
         self.accuracy_cache: dict[str, float] = {}
         self.warm: dict[tuple, np.ndarray] = {}
         self.points: list[dict[str, Any]] = []
-        self.history: list[dict[str, float]] = []
-        self.best: dict[str, Any] | None = None
         self.predictor = None
         self.predictor_data: dict[str, Any] | None = None
 
@@ -286,32 +290,42 @@ class NetworkCoSearch:
                 "fitness": points[0]["fitness"] if points else math.inf}
 
     # --- outer loop -----------------------------------------------------------------------------------
+    @property
+    def best(self) -> dict[str, Any] | None:
+        """The best design so far: its best subnet's scored point (config as a dict) and its accelerator."""
+        return self.driver.best
+
+    def _evaluate(self, genomes: np.ndarray, generation: int) -> list[dict[str, Any]]:
+        """The driver's fitness function: every accelerator's subnet search (through ``map_fn``), their points,
+        warm starts and measured accuracies kept; per accelerator its best point (``{"fitness": inf}`` if none)."""
+        items = [(x, self.settings.seed * 100_003 + generation * 1009 + k) for k, x in enumerate(genomes)]
+        results = self.map_fn(self._subnet_search, items)
+        records = []
+        for r in results:
+            self.warm.update(r["warm"])
+            recs = []
+            for p in r["points"]:
+                if self.settings.accuracy_source == "measured":  # every rank's cache learns every measurement
+                    self.accuracy_cache.setdefault(self.key(p["config"]), float(p["accuracy"]))
+                recs.append({**{k: v for k, v in p.items() if k != "config"},
+                             "config": p["config"].to_dict(), "accelerator": r["accelerator"].to_dict()})
+            self.points.extend(recs)
+            records.append(dict(recs[0]) if recs else {"fitness": r["fitness"]})
+        return records
+
     def step(self) -> dict[str, Any] | None:
         """One accelerator generation (all candidates' subnet searches through ``map_fn``)."""
         if self.settings.accuracy_source == "predictor" and self.predictor is None:
             self.prepare_predictor()
-        xs = np.clip(self.es.ask(), 0, 1)
-        gen = self.es.generation
-        items = [(x, self.settings.seed * 100_003 + gen * 1009 + k) for k, x in enumerate(xs)]
-        results = self.map_fn(self._subnet_search, items)
-        fit = np.array([r["fitness"] for r in results])
-        self.es.tell(xs, np.where(np.isfinite(fit), fit, 1e300))
-        for r in results:
-            self.warm.update(r["warm"])
-            for p in r["points"]:
-                if self.settings.accuracy_source == "measured":  # every rank's cache learns every measurement
-                    self.accuracy_cache.setdefault(self.key(p["config"]), float(p["accuracy"]))
-                self.points.append({**{k: v for k, v in p.items() if k != "config"},
-                                    "config": p["config"].to_dict(), "accelerator": r["accelerator"].to_dict()})
-        i = int(np.argmin(fit))
-        if np.isfinite(fit[i]) and (self.best is None or fit[i] < self.best["fitness"]):
-            p = results[i]["points"][0]
-            self.best = {**{k: v for k, v in p.items() if k != "config"}, "config": p["config"].to_dict(),
-                         "accelerator": results[i]["accelerator"].to_dict()}
-        self.history.append({"generation": self.es.generation,
-                             "best": self.best["fitness"] if self.best else math.inf,
-                             "mean": float(np.mean(fit[np.isfinite(fit)])) if np.isfinite(fit).any() else math.inf})
+        self.driver.step()
         return self.best
+
+    def run(self, on_generation: Callable[[int, int, float], None] | None = None) -> dict[str, Any] | None:
+        """Step until ``accel_generations`` are done (from where a loaded state left off); ``on_generation``
+        (generation, generations, best fitness) after each. Returns the best design (``None``: none mapped)."""
+        if not self.done and self.settings.accuracy_source == "predictor" and self.predictor is None:
+            self.prepare_predictor()
+        return self.driver.run(self.settings.accel_generations, progress=on_generation)
 
     @property
     def done(self) -> bool:
@@ -389,12 +403,10 @@ class NetworkCoSearch:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.es.load_state_dict(state["es"])
+        self.driver.load_state_dict({"es": state["es"], "history": state["history"], "best": state["best"]})
         self.accuracy_cache = dict(state["accuracy_cache"])
         self.warm = {(*k, tuple(st), tuple(dl)): np.array(v) for k, st, dl, v in state["warm"]}
         self.points = list(state["points"])
-        self.history = list(state["history"])
-        self.best = state["best"]
         self.predictor_data = state["predictor_data"]
         self.predictor = None
         if self.predictor_data is not None:  # refit deterministically on the same measured subnets

@@ -185,15 +185,17 @@ class CoSearchCallback(pl.Callback):
         elif saved is not None:
             rank_zero_warn(f"CoSearchCallback: {state_file} was left by other supernet weights or settings; "
                            "starting the co-search afresh")
-        while not search.done:
-            search.step()
+
+        def after_generation(generation: int, generations: int, best: float) -> None:
             self.state = {"tag": tag, "fingerprint": key, "search": search.state_dict()}
             if trainer.is_global_zero:
                 out.mkdir(parents=True, exist_ok=True)
                 atomic_write_json(state_file, self.state)
                 self._log_generation(trainer, tag, search.history[-1])
             if progress is not None:
-                progress(search.es.generation, self.settings.accel_generations, search.history[-1]["best"])
+                progress(generation, generations, best)
+
+        search.run(after_generation)
         core = trainer.strategy.broadcast(search.finalize(), src=0)
         result = {**self._result(trainer, pl_module, core, tag), "wall_s": time.perf_counter() - started}
         if trainer.is_global_zero:
