@@ -528,6 +528,10 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_0
         yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
 
 
+#: Evaluations of the ES run that gives a time-limited exact search its first incumbent.
+INCUMBENT_BUDGET = 2000
+
+
 def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp",
                     time_limit: float | None = None) -> MappingResult:
     """The optimum of ``objective`` over the whole encoded mapspace, or the best within ``time_limit`` seconds.
@@ -535,7 +539,8 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     The space: every spatial split of the array's axes and every DRAM / L2 / L1 split of each dim into no-waste
     factors (``ceil(r / f)`` takes each value once, at its smallest ``f``), every order of the loops with a
     factor > 1 at DRAM and at L2 (the L1 order changes no count: the innermost level serves every MAC).
-    Capacity pruning drops only invalid mappings (:func:`enumerate_mappings` with ``prune``). ``proven`` tells
+    Capacity pruning drops only invalid mappings (:func:`enumerate_mappings` with ``prune``). With a time limit
+    the ES (:data:`INCUMBENT_BUDGET` evaluations) runs first and its mapping is the incumbent. ``proven`` tells
     whether the space was exhausted; ``certified_bound`` is then the optimum, otherwise the objective of
     :func:`hwmodel.bounds.lower_bound` (nothing unexplored can beat it). ``ValueError`` when nothing is valid."""
     import time
@@ -546,6 +551,13 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     metric = get_objective(objective).family_column
     start = time.perf_counter()
     best_fit, best_map, evals, proven = np.inf, None, 0, True
+    if time_limit is not None:
+        # an incumbent first, so a search cut short is never worse than the heuristic mapper
+        try:
+            es = search_mapping(layer, accel, objective, budget=INCUMBENT_BUDGET, seed=0)
+            best_fit, best_map, evals = es.fitness, es.mapping, es.evaluations
+        except ValueError:
+            pass
     for t, s, o in enumerate_mappings(layer, accel, limit=None, prune=True, batch=8192):
         codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
         evals += len(t)

@@ -53,3 +53,5 @@ def test_time_limit_returns_best_so_far_with_a_certified_bound():
     assert res.proven is False and res.cost.valid
     assert res.certified_bound == hw.lower_bound(layer, accel).edp
     assert res.gap >= 1.0
+    es = search_mapping(layer, accel, budget=2000, seed=0)
+    assert res.fitness <= es.fitness  # the ES result is the incumbent: cut short, never worse than it
