@@ -59,6 +59,10 @@ class Accelerator:
         double_buffer: ``(l1, l2)``; a double-buffered level holds two tiles (capacity halves) and overlaps
             its refills with compute, a single-buffered one stalls for them.
         energy_table: name of an :mod:`hwmodel.energy` table.
+        mac: the MAC datapath, a :data:`hwmodel.precision.MAC_KINDS` name: ``fixed`` (one ``word_bits``-wide
+            multiplier per PE) or ``bitfusion`` (Bit Fusion bit-bricks: narrower operands buy throughput).
+        precisions: operand widths (bits) the datapath accepts for a layer's ``weight_bits`` / ``input_bits``;
+            ``None``: the MAC kind's default (``fixed``: 2..word_bits, ``bitfusion``: 2..16).
     """
 
     name: str
@@ -74,6 +78,8 @@ class Accelerator:
     systolic: bool = False
     double_buffer: tuple[bool, bool] = (True, True)
     energy_table: str = "accelergy45"
+    mac: str = "fixed"
+    precisions: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         name = "Accelerator"
@@ -129,6 +135,17 @@ class Accelerator:
         if not isinstance(self.energy_table, str) or len(self.energy_table) > 64:
             raise ValueError(f"{name}.energy_table must be a table name, got {show(self.energy_table)}")
         get_energy_table(self.energy_table)
+        from hwmodel.precision import MAC_KINDS
+
+        if self.mac not in MAC_KINDS:
+            raise ValueError(f"{name}.mac must be one of {', '.join(MAC_KINDS)}, got {show(self.mac)}")
+        if self.precisions is not None:
+            if not isinstance(self.precisions, (tuple, list)) or not self.precisions:
+                raise ValueError(f"{name}.precisions must be a non-empty list of operand widths (bits), "
+                                 f"got {show(self.precisions)}")
+            top = self.word_bits if self.mac == "fixed" else MAX_BITS
+            widths = tuple(sorted({as_int(b, f"{name}.precisions[{i}]", 2, top) for i, b in enumerate(self.precisions)}))
+            object.__setattr__(self, "precisions", widths)
 
     # --- derived --------------------------------------------------------------------------------------
     @property
@@ -179,6 +196,12 @@ class Accelerator:
         out["double_buffer"] = list(self.double_buffer)
         if self.l1_partition is not None:
             out["l1_partition"] = dict(zip(TENSORS, self.l1_partition))
+        if self.mac == "fixed":
+            del out["mac"]  # the default: files of full-precision accelerators stay as they were
+        if self.precisions is None:
+            del out["precisions"]
+        else:
+            out["precisions"] = list(self.precisions)
         return out
 
     @classmethod
@@ -209,7 +232,8 @@ class Accelerator:
                 l1_words=sum(part) if part is not None else l1_words, l2_bytes=spec.l2_bytes,
                 noc_bandwidth=spec.noc_bandwidth, dram_bandwidth=spec.dram_bandwidth, l1_partition=part,
                 word_bits=spec.word_bits, psum_bits=spec.psum_bits, systolic=spec.systolic,
-                double_buffer=tuple(spec.double_buffer), energy_table=spec.energy_table,
+                double_buffer=tuple(spec.double_buffer), energy_table=spec.energy_table, mac=spec.mac,
+                precisions=None if spec.precisions is None else tuple(spec.precisions),
             )
         except ValueError as exc:
             raise ValueError(prefixed(source, str(exc))) from None
@@ -262,6 +286,8 @@ _ALLOWED: dict[str, str] = {
     "systolic": "true or false",
     "double_buffer": "[l1, l2]: two of true / false",
     "energy_table": "the name of an energy table",
+    "mac": "fixed or bitfusion",
+    "precisions": f"a list of operand widths in bits (integers 2..{MAX_BITS}; fixed MACs: at most word_bits)",
 }
 
 

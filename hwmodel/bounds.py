@@ -11,7 +11,8 @@ Each bound relaxes the cost model rather than approximating it, so it holds for 
   from L1 and updates its partial sum there (partial-sum reads, ``updates - distinct outputs``, are
   bounded by 0); every needed element is filled into L1 and delivered over the NoC at least once, read
   from (weights, inputs) or written to (outputs) L2 at least once, and each DRAM word is also an L2 fill;
-  energies per access are the family hierarchy's (:func:`hwmodel.family.family_hierarchy`).
+  energies per access are the family hierarchy's (:func:`hwmodel.family.family_hierarchy`), per element at the
+  layer's widths (:mod:`hwmodel.precision`); fused MAC lanes divide the compute bound, wide products multiply it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import DIMS, Layer
+from hwmodel.precision import resolve_precision
 from hwmodel.templates import no_waste_values
 
 
@@ -126,27 +128,35 @@ def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
     """Bounds on one instance of ``layer`` on ``accel`` under any valid mapping (see module docstring)."""
     from hwmodel.family import L1_LEVEL, L2_LEVEL, family_hierarchy
 
-    hier = family_hierarchy(accel)
+    prec = resolve_precision(layer, accel)
+    hier = family_hierarchy(accel, prec)
     dram, l2 = hier.levels[0], hier.levels[L2_LEVEL]
     l1 = hier.levels[L1_LEVEL:]
-    e_l1 = [next(lv.read_pj for lv in l1 if t in lv.keeps) for t in ("weights", "inputs", "outputs")]
-    psum_scale = accel.psum_bits / accel.word_bits
+    wb = accel.word_bits
+    # words (of word_bits) per element of each tensor outside the PEs, and inside (an output is one L1 entry)
+    outer = [b / wb for b in dram.tensor_bits]
+    inner = [b / wb for b in l1[-1].tensor_bits]
+    e_l1 = [next(lv.read_pj for lv in l1 if t in lv.keeps) * inner[k]
+            for k, t in enumerate(("weights", "inputs", "outputs"))]
     macs = layer.macs
     w = layer.G * layer.K * layer.C * layer.R * layer.S
     i = _needed_input_words(layer)
     o = layer.N * layer.G * layer.K * layer.P * layer.Q
     energy = macs * (hier.mac_pj + e_l1[0] + e_l1[1] + e_l1[2])
-    energy += w * e_l1[0] + i * e_l1[1] + o * e_l1[2] + (w + i + o) * l2.noc_pj
-    energy += (w + i + o * psum_scale) * (l2.read_pj + l2.fill_pj + dram.read_pj)
-    compulsory = w + i + o * psum_scale
-    # the L2 holds at most this many elements (each at least min(word, psum) bits wide); every DRAM transfer
-    # beyond the compulsory ones is one more DRAM access and one more L2 fill or read
-    narrow = min(accel.word_bits, accel.psum_bits)
-    io_words = io_lower_bound(layer, max(1, accel.l2_bytes * 8 // narrow)) * narrow / accel.word_bits
+    energy += w * e_l1[0] + i * e_l1[1] + o * e_l1[2]
+    energy += (w * inner[0] + i * inner[1] + o * inner[2]) * l2.noc_pj
+    compulsory = w * outer[0] + i * outer[1] + o * outer[2]
+    energy += compulsory * (l2.read_pj + l2.fill_pj + dram.read_pj)
+    # the L2 holds at most this many elements (each at least as wide as the narrowest tensor); every DRAM
+    # transfer beyond the compulsory ones is one more DRAM access and one more L2 fill or read
+    narrow = min(dram.tensor_bits)
+    io_words = io_lower_bound(layer, max(1, accel.l2_bytes * 8 // narrow)) * narrow / wb
     dram_words = max(compulsory, io_words)
     energy += (dram_words - compulsory) * (dram.read_pj + min(l2.read_pj, l2.fill_pj))
+    # fused MAC lanes take at most `lanes` iterations per cycle; a wide product takes `passes` cycles
+    compute = math.ceil(min_compute_cycles(layer, accel) / hier.mac_lanes) * hier.mac_passes
     cycles = max(
-        min_compute_cycles(layer, accel),
+        compute,
         math.ceil(dram_words / accel.dram_bandwidth),
         math.ceil(compulsory / accel.noc_bandwidth),
     )

@@ -36,6 +36,7 @@ import numpy as np
 from hwmodel import nestkernel as nk
 from hwmodel.accelerator import Accelerator
 from hwmodel.family import family_params
+from hwmodel.precision import resolve_precision
 from hwmodel.layer import DIMS, TENSORS, Layer
 from hwmodel.mapping import Mapping
 from hwmodel.nestmodel import layer_params
@@ -68,7 +69,7 @@ def evaluate_batch(
     """
     if parallel is None:
         parallel = len(temporal) >= 4096
-    fp = family_params(accel)
+    fp = family_params(accel, resolve_precision(layer, accel))
     return nk.family_evaluate_batch(
         layer_params(layer),
         np.ascontiguousarray(temporal, dtype=np.int64),

@@ -8,6 +8,11 @@ one shared ``L1`` level, or, with ``l1_partition``, three levels ``L1.weights``,
 partition holds the same tile). Partial sums are ``psum_bits`` wide in DRAM and L2 (capacity, traffic,
 energy); L1 capacities are in entries of one element each, as the presets define them. A level that is
 not double-buffered stalls compute while it is refilled.
+
+A layer with its own precision (:class:`hwmodel.precision.LayerPrecision`) gets the same levels with its
+widths: weights and inputs at their bits everywhere (packed: capacity, traffic and energy per bit), partial
+sums at the layer's ``psum`` bits in DRAM and L2 and one entry each in L1, and the MAC of the accelerator's
+MAC kind at those widths (energy per product, products per cycle).
 """
 
 from __future__ import annotations
@@ -22,17 +27,26 @@ from hwmodel.hierarchy import Fanout, Hierarchy, StorageLevel
 from hwmodel.layer import TENSORS
 from hwmodel.mapping import Mapping
 from hwmodel.nestmodel import NestMapping
+from hwmodel.precision import LayerPrecision, MacOp
 
 #: Index of the L2 level (its fanout is the PE array) and of the first L1 level.
 L2_LEVEL = 1
 L1_LEVEL = 2
 
 
-def family_hierarchy(accel: Accelerator) -> Hierarchy:
-    """The storage hierarchy of ``accel`` with energies from its energy table (per word of each level)."""
+def family_hierarchy(accel: Accelerator, precision: LayerPrecision | None = None) -> Hierarchy:
+    """The storage hierarchy of ``accel`` with energies from its energy table (per word of each level), for
+    operands of ``precision`` (``None``: ``word_bits`` operands, ``psum_bits`` partial sums)."""
     table = accel.energy
     wb = accel.word_bits
-    outer_bits = (wb, wb, accel.psum_bits)
+    if precision is None:
+        outer_bits = (wb, wb, accel.psum_bits)
+        l1_bits = (wb, wb, wb)
+        mac = MacOp(pj=table.mac_pj(wb, wb))
+    else:
+        outer_bits = (precision.weights, precision.inputs, precision.psum)
+        l1_bits = (precision.weights, precision.inputs, wb)
+        mac = precision.mac(accel)
     e_dram = table.dram_pj(wb)
     l2_bits = accel.l2_bytes * 8
     e_l2 = table.sram_pj(max(l2_bits, wb), wb)  # (an L2 below one word is refused by the mappers, by name)
@@ -51,21 +65,22 @@ def family_hierarchy(accel: Accelerator) -> Hierarchy:
     if accel.l1_partition is None:
         e = table.sram_pj(max(accel.l1_words, 1) * wb, wb)
         l1s = (StorageLevel(
-            name="L1", capacity_bits=float(accel.l1_words * wb), word_bits=wb, multiple_buffering=mb,
-            stall=stall, read_pj=e, fill_pj=e, update_pj=e,
+            name="L1", capacity_bits=float(accel.l1_words * wb), word_bits=wb, tensor_bits=l1_bits,
+            multiple_buffering=mb, stall=stall, read_pj=e, fill_pj=e, update_pj=e,
         ),)
     else:
         l1s = tuple(
             StorageLevel(
-                name=f"L1.{t}", keeps=(t,), capacity_bits=float(words * wb), word_bits=wb, multiple_buffering=mb,
-                stall=stall, read_pj=table.sram_pj(words * wb, wb), fill_pj=table.sram_pj(words * wb, wb),
+                name=f"L1.{t}", keeps=(t,), capacity_bits=float(words * wb), word_bits=wb, tensor_bits=l1_bits,
+                multiple_buffering=mb, stall=stall, read_pj=table.sram_pj(words * wb, wb), fill_pj=table.sram_pj(words * wb, wb),
                 update_pj=table.sram_pj(words * wb, wb),
             )
             for t, words in zip(TENSORS, accel.l1_partition)
         )
     return Hierarchy(
-        name=accel.name, levels=(dram, l2, *l1s), mac_pj=table.mac_pj(wb, wb), mac_bits=(wb, wb),
-        source=f"hwmodel.family of accelerator {accel.name}",
+        name=accel.name, levels=(dram, l2, *l1s), mac_pj=mac.pj,
+        mac_bits=(wb, wb) if precision is None else (precision.weights, precision.inputs),
+        mac_lanes=mac.lanes, mac_passes=mac.passes, source=f"hwmodel.family of accelerator {accel.name}",
     )
 
 
@@ -80,8 +95,8 @@ class FamilyParams(NamedTuple):
 
 
 @lru_cache(maxsize=256)
-def family_params(accel: Accelerator) -> FamilyParams:
-    hier = family_hierarchy(accel)
+def family_params(accel: Accelerator, precision: LayerPrecision | None = None) -> FamilyParams:
+    hier = family_hierarchy(accel, precision)
     ai, af, conn, e_mac = hier.arrays()
     return FamilyParams(len(hier.levels), ai, af, conn, e_mac)
 

@@ -120,6 +120,10 @@ class Hierarchy:
     levels: tuple[StorageLevel, ...]
     mac_pj: float
     mac_bits: tuple[int, int] = (16, 16)
+    #: products per cycle of each MAC (fused narrow multipliers adding along the reduction dims C, R, S) and
+    #: cycles per product (a product wider than the datapath); see :mod:`hwmodel.precision`.
+    mac_lanes: int = 1
+    mac_passes: int = 1
     source: str = ""
     extra: dict = field(default_factory=dict, compare=False)
 
@@ -135,6 +139,8 @@ class Hierarchy:
         if len(set(names)) != len(names):
             raise ValueError(f"hierarchy {self.name!r}: level names must be unique, got {names}")
         object.__setattr__(self, "levels", levels)
+        if min(self.mac_lanes, self.mac_passes) < 1:
+            raise ValueError(f"hierarchy {self.name!r}: mac_lanes and mac_passes must be >= 1")
 
     @property
     def level_names(self) -> tuple[str, ...]:
@@ -167,6 +173,8 @@ class Hierarchy:
             ai[l, nk.AI_MULTIBUF] = lv.multiple_buffering
             ai[l, nk.AI_STALL] = int(lv.stall)
             ai[l, nk.AI_BLOCK] = lv.block_size
+            ai[l, nk.AI_MAC_LANES] = self.mac_lanes
+            ai[l, nk.AI_MAC_PASSES] = self.mac_passes
             af[l, nk.AF_CAP_BITS] = lv.capacity_bits if lv.capacity_bits is not None else math.inf
             if lv.partition_bits is not None:
                 af[l, nk.AF_CAP_W: nk.AF_CAP_O + 1] = lv.partition_bits

@@ -8,10 +8,13 @@ from typing import Any
 
 import numpy as np
 
-from hwmodel.validate import MAX_COUNT, MAX_DIM, MAX_STRIDE, MAX_WORK, show
+from hwmodel.validate import MAX_BITS, MAX_COUNT, MAX_DIM, MAX_STRIDE, MAX_WORK, show
 
 #: Longest layer name (ONNX node / module qualified names).
 MAX_LAYER_NAME = 1024
+#: The per-layer precision fields, and the narrowest operand a layer may declare (1-bit: binary networks).
+PRECISION_FIELDS: tuple[str, ...] = ("weight_bits", "input_bits", "psum_bits")
+MIN_LAYER_BITS = 1
 _INT = re.compile(r"[+-]?[0-9]+")
 
 #: Loop dims of a (grouped) convolution, in the order used by every flat array of the cost model.
@@ -53,6 +56,9 @@ class Layer:
     ``K`` and ``C`` are *per group*: a depthwise conv over 32 channels is ``G=32, K=1, C=1``; a linear layer
     ``in -> out`` is ``K=out, C=in, P=Q=R=S=1``. ``count`` is how many identical instances the network has
     (identical shapes merge). Stride and dilation are ints or ``(h, w)`` pairs.
+
+    ``weight_bits`` / ``input_bits``: operand widths of this layer (``None``: the accelerator's ``word_bits``);
+    ``psum_bits``: width of its partial sums outside the PEs (``None``: derived, see :mod:`hwmodel.precision`).
     """
 
     K: int
@@ -68,6 +74,9 @@ class Layer:
     name: str = ""
     count: int = 1
     op: str = field(default="conv", compare=False)
+    weight_bits: int | None = None
+    input_bits: int | None = None
+    psum_bits: int | None = None
 
     def __post_init__(self) -> None:
         for d in DIMS:
@@ -89,6 +98,15 @@ class Layer:
             raise ValueError(f"Layer.name must be a string of at most {MAX_LAYER_NAME} characters, got {show(self.name)}")
         if not isinstance(self.op, str) or len(self.op) > 64:
             raise ValueError(f"Layer.op must be a short string, got {show(self.op)}")
+        for what in PRECISION_FIELDS:
+            v = getattr(self, what)
+            if v is not None and (not isinstance(v, (int, np.integer)) or isinstance(v, (bool, np.bool_))
+                                  or not MIN_LAYER_BITS <= v <= MAX_BITS):
+                label = f"layer {show(self.name)}" if self.name else "Layer"
+                raise ValueError(f"{label}: {what} must be an integer {MIN_LAYER_BITS}..{MAX_BITS} (bits) or left out, "
+                                 f"got {show(v)}")
+            if v is not None:
+                object.__setattr__(self, what, int(v))
         # int64 safety of the cost model: every count is at most the padded iteration space of a layer
         sizes = self.tensor_sizes
         work = {"MACs": self.macs, "weight words": sizes["weights"], "input words (halo included)": sizes["inputs"],
@@ -141,7 +159,15 @@ class Layer:
     @property
     def shape_key(self) -> tuple:
         """Everything that determines cost (not name, count or op): layers with equal keys merge."""
-        return (*(getattr(self, d) for d in DIMS), self.stride, self.dilation)
+        return (*(getattr(self, d) for d in DIMS), self.stride, self.dilation, self.bits)
+
+    @property
+    def bits(self) -> tuple[int | None, int | None, int | None]:
+        """``(weight_bits, input_bits, psum_bits)`` as given (``None``: the accelerator's default)."""
+        return (self.weight_bits, self.input_bits, self.psum_bits)
+
+    def with_bits(self, weight_bits: int | None, input_bits: int | None, psum_bits: int | None = None) -> "Layer":
+        return replace(self, weight_bits=weight_bits, input_bits=input_bits, psum_bits=psum_bits)
 
     # --- (de)serialisation ----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -150,13 +176,16 @@ class Layer:
         out["stride"] = list(self.stride)
         out["dilation"] = list(self.dilation)
         out["count"] = self.count
+        for what in PRECISION_FIELDS:
+            if getattr(self, what) is not None:
+                out[what] = getattr(self, what)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Layer":
         if not isinstance(data, dict):
             raise ValueError(f"a Layer must be a mapping of fields (K, C, ...), got {show(data)}")
-        allowed = set(DIMS) | {"stride", "dilation", "name", "count", "op"}
+        allowed = set(DIMS) | {"stride", "dilation", "name", "count", "op", *PRECISION_FIELDS}
         unknown = [k for k in data if k not in allowed]
         if unknown:
             raise ValueError(f"unknown Layer field(s) {', '.join(show(k) for k in unknown[:4])}; "
@@ -184,8 +213,9 @@ class Layer:
             if "=" not in part:
                 raise ValueError(f"layer spec item {show(part)} is not KEY=VALUE (e.g. K=64)")
             key, value = (s.strip() for s in part.split("=", 1))
-            if key != "name" and key not in set(DIMS) | {"stride", "dilation", "count"}:
-                raise ValueError(f"unknown layer dim {show(key)}; allowed: {', '.join(DIMS)}, stride, dilation, count, name")
+            if key != "name" and key not in set(DIMS) | {"stride", "dilation", "count", *PRECISION_FIELDS}:
+                raise ValueError(f"unknown layer dim {show(key)}; allowed: {', '.join(DIMS)}, stride, dilation, count, "
+                                 f"{', '.join(PRECISION_FIELDS)}, name")
             if key in raw:
                 raise ValueError(f"Layer.{key} is given twice in the layer spec ({key}={show(raw[key])} and "
                                  f"{key}={show(value)}); allowed: each key once")
@@ -219,12 +249,14 @@ class Layer:
             if v > MAX_DIM:
                 raise ValueError(f"Layer.im2col: {what} = {v} of layer {self.name or self} exceeds {MAX_DIM} (2**24); "
                                  "allowed: lowered dims up to 2**24")
-        return Layer(K=self.K, C=crs, P=npq, G=self.G, name=self.name, count=self.count, op="gemm")
+        return Layer(K=self.K, C=crs, P=npq, G=self.G, name=self.name, count=self.count, op="gemm",
+                     weight_bits=self.weight_bits, input_bits=self.input_bits, psum_bits=self.psum_bits)
 
     def __str__(self) -> str:
         s = ",".join(f"{d}={getattr(self, d)}" for d in DIMS)
         st = self.stride[0] if self.stride[0] == self.stride[1] else f"{self.stride[0]}x{self.stride[1]}"
-        return f"{self.name or 'layer'}[{s},stride={st}]x{self.count}"
+        bits = "".join(f",{w}={getattr(self, w)}" for w in PRECISION_FIELDS if getattr(self, w) is not None)
+        return f"{self.name or 'layer'}[{s},stride={st}{bits}]x{self.count}"
 
 
 def merge_layers(layers: list[Layer]) -> list[Layer]:

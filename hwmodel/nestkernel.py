@@ -103,7 +103,9 @@ AI_BLOCK = 7  # words per vector access
 AI_N_AXES = 8  # fanout axes below this level (0 = no fanout)
 AI_AXIS0 = 9  # axis sizes 9, 10, 11
 AI_SYSTOLIC = 12  # the fanout below this level is a systolic array (fill/drain per fold)
-AI_SIZE = 13
+AI_MAC_LANES = 13  # products per cycle of each MAC, added along C, R, S (read at the innermost level)
+AI_MAC_PASSES = 14  # cycles per product (read at the innermost level)
+AI_SIZE = 15
 #: ``arch_float[l, :]``
 AF_CAP_BITS = 0  # shared capacity per instance (bits)
 AF_CAP_W, AF_CAP_I, AF_CAP_O = 1, 2, 3  # per-tensor capacities (bits)
@@ -1113,7 +1115,9 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
                         nxt = m
                         break
                 if nxt >= 0:
-                    e_n = counts[nxt, t, CT_FILLS] * arch_float[l, AF_E_NOC]
+                    # per word of the child's width: a narrower tensor moves proportionally fewer bits
+                    e_n = (counts[nxt, t, CT_FILLS] * arch_float[l, AF_E_NOC]
+                           * arch_float[nxt, AF_BITS_W + t] / arch_float[nxt, AF_WORD_BITS])
                     e_noc_total += e_n
                     metrics[MT_E_W + t] += e_n
                     e_l += e_n
@@ -1126,6 +1130,13 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
     for l in range(n_levels):
         for d in range(NUM_DIMS):
             compute *= tfac[l, d]
+    inner = n_levels - 1
+    lanes = arch_int[inner, AI_MAC_LANES]
+    if lanes > 1:
+        # fused MAC lanes add products of one output: they take the innermost level's reduction iterations
+        red = tfac[inner, DIM_C] * tfac[inner, DIM_R] * tfac[inner, DIM_S]
+        compute = compute / red * math.ceil(red / lanes)
+    compute *= arch_int[inner, AI_MAC_PASSES]
     n_macs = 1.0
     for l in range(n_levels):
         for d in range(NUM_DIMS):
@@ -1201,7 +1212,9 @@ def evaluate_nest(lp, n_levels, arch_int, arch_float, conn, e_mac, tfac, sfac_ax
     metrics[MT_COMPUTE] = compute
     metrics[MT_ENERGY] = e_total
     metrics[MT_EDP] = e_total * cycles
-    metrics[MT_UTIL] = macs / (total_pes * compute) if total_pes > 0 else 0.0
+    # of the peak: every PE's MAC at its products per cycle (lanes / passes)
+    peak = total_pes * arch_int[inner, AI_MAC_LANES] / arch_int[inner, AI_MAC_PASSES]
+    metrics[MT_UTIL] = macs / (peak * compute) if total_pes > 0 else 0.0
     metrics[MT_MACS] = macs
     return OK
 

@@ -24,6 +24,7 @@ from hwmodel.accelerator import Accelerator
 from hwmodel import nestkernel as nk
 from hwmodel.costmodel import Cost, evaluate, layer_params
 from hwmodel.family import L2_LEVEL, family_params
+from hwmodel.precision import resolve_precision
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
@@ -182,7 +183,7 @@ class MappingProblem:
         self._metric = get_objective(objective).family_column
         self.layer, self.accel, self.objective = layer, accel, objective
         self._lp = layer_params(layer)
-        self._fp = family_params(accel)
+        self._fp = family_params(accel, resolve_precision(layer, accel))
 
     def score(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         genes = np.ascontiguousarray(genes, dtype=np.float64)
@@ -463,7 +464,7 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_0
     first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches)."""
     dims = layer.dim_array.tolist()
     lp = layer_params(layer)
-    fp = family_params(accel)
+    fp = family_params(accel, resolve_precision(layer, accel))
 
     def fits(temporal: np.ndarray, sp: np.ndarray) -> bool:
         return all(nk.family_fits(lp, temporal, sp, lvl, fp.n_levels, fp.arch_int, fp.arch_float) for lvl in (0, 1))

@@ -59,6 +59,8 @@ class AcceleratorSpec(BaseModel):
     systolic: bool = False
     double_buffer: Annotated[list[bool], Field(min_length=2, max_length=2)] = [True, True]
     energy_table: Annotated[str, Field(max_length=64)] = "accelergy45"
+    mac: Annotated[str, Field(max_length=32)] = "fixed"
+    precisions: Annotated[list[Annotated[int, Field(ge=2, le=MAX_BITS)]], Field(min_length=1, max_length=64)] | None = None
 
     @field_validator("l1_partition", mode="before")
     @classmethod

@@ -19,6 +19,7 @@ from hwmodel import nestkernel as nk
 from hwmodel.accelerator import Accelerator
 from hwmodel.costmodel import evaluate_batch, layer_params
 from hwmodel.family import family_params
+from hwmodel.precision import resolve_precision
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import NUM_DIMS, Mapping
 
@@ -168,7 +169,7 @@ def template_mapping(layer: Layer, accel: Accelerator, dataflow: str) -> Mapping
 
     temporal = np.ones((3, NUM_DIMS), dtype=np.int64)
     lp = layer_params(layer)
-    fp = family_params(accel)
+    fp = family_params(accel, resolve_precision(layer, accel))
 
     def l1_fits() -> bool:
         return bool(nk.family_fits(lp, temporal, spatial, 0, fp.n_levels, fp.arch_int, fp.arch_float))
