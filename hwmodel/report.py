@@ -20,6 +20,7 @@ from hwmodel.costmodel import Cost, evaluate
 from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import get_objective
+from hwmodel.precision import resolve_precision
 from hwmodel.templates import DATAFLOWS, template_mapping
 
 #: Version of the report layout below; bump when a key changes meaning or goes away.
@@ -153,6 +154,8 @@ def layer_entry(layer: Layer, accel: Accelerator, mapping: Mapping) -> dict[str,
     if not cost.valid:
         raise ValueError(f"layer {label!r}: the mapping is invalid on {accel.name}: {cost.reason}")
     bound = lower_bound(layer, accel)
+    prec = resolve_precision(layer, accel)
+    extra = {} if prec is None else {"precision": {"weights": prec.weights, "inputs": prec.inputs, "psum": prec.psum}}
     return {
         "name": layer.name,
         "dims": layer_dims(layer),
@@ -166,6 +169,7 @@ def layer_entry(layer: Layer, accel: Accelerator, mapping: Mapping) -> dict[str,
         "utilization": cost.utilization,
         "lower_bound": {"cycles": bound.cycles, "energy_pj": bound.energy_pj},
         "mapping": mapping.to_dict(),
+        **extra,
     }
 
 

@@ -29,6 +29,7 @@ from hwmodel.mapping import Mapping
 from hwmodel.objectives import get_objective, objective_value
 from hwmodel.presets import PRESETS
 from hwmodel.search_driver import SearchDriver
+from supernet.precision_space import MixedConfig, PrecisionSpace, policy_to_dict
 
 SCHEMA_VERSION = 1
 MapFn = Callable[[Callable[[Any], Any], Sequence[Any]], list]
@@ -78,6 +79,8 @@ class CoSearchSettings:
     mapping_budget: int = 120
     final_mapping_budget: int = 1000
     seed: int = 0
+    bits: tuple[int, ...] | None = None
+    mac: str | None = None
 
     def __post_init__(self) -> None:
         if self.budget not in PRESETS:
@@ -93,6 +96,15 @@ class CoSearchSettings:
             raise ValueError("population >= 2, generations >= 0, accel_generations >= 1, accel_popsize >= 2 required")
         if self.resolutions is not None:
             self.resolutions = tuple(int(r) for r in self.resolutions)
+        if self.bits is not None:
+            from supernet.precision_space import check_bits
+
+            self.bits = check_bits(self.bits, "cosearch bits")
+        if self.mac is not None:
+            from hwmodel.precision import MAC_KINDS
+
+            if self.mac not in MAC_KINDS:
+                raise ValueError(f"cosearch mac must be one of {', '.join(MAC_KINDS)}, got {self.mac!r}")
 
 
 @dataclass
@@ -246,11 +258,19 @@ class NetworkCoSearch:
             value += 1e6 * (1 + cost.edp / s.max_edp)
         return value
 
+    def decode(self, genes: np.ndarray) -> Accelerator:
+        """The accelerator of a genome within the budget (with the settings' MAC kind, when given)."""
+        accel = decode_accelerator(np.clip(genes, 0, 1), self.budget, name=f"naas-{self.settings.budget}")
+        return accel if self.settings.mac is None else accel.with_(mac=self.settings.mac)
+
     def _subnet_search(self, item: tuple[np.ndarray, int]) -> dict[str, Any]:
         """Evolve subnets for one accelerator; returns its best subnet and every scored point."""
         genes, seed = item
+        return self.evolve(self.space, self.decode(genes), seed)
+
+    def evolve(self, space: Any, accel: Accelerator, seed: int) -> dict[str, Any]:
+        """OFA-style evolution over ``space`` (subnets, or subnets x bits, or bits of a frozen subnet) on ``accel``."""
         s = self.settings
-        accel = decode_accelerator(np.clip(genes, 0, 1), self.budget, name=f"naas-{s.budget}")
         rng = np.random.default_rng(seed)
         warm = dict(self.warm)
         scored: dict[str, dict[str, Any]] = {}
@@ -269,8 +289,8 @@ class NetworkCoSearch:
                 scored[self.key(c)] = {"config": c, "accuracy": acc, "cycles": cost.cycles,
                                        "energy_pj": cost.energy_pj, "edp": cost.edp, "fitness": self.fitness(acc, cost)}
 
-        pop = [self.space.max_config(max(self.resolutions))]
-        pop += [self.space.sample(rng, resolutions=self.resolutions) for _ in range(s.population - 1)]
+        pop = [space.max_config(max(self.resolutions))]
+        pop += [space.sample(rng, resolutions=self.resolutions) for _ in range(s.population - 1)]
         score(pop)
         for _ in range(s.generations):
             ranked = sorted((scored[self.key(c)] for c in pop if self.key(c) in scored), key=lambda p: p["fitness"])
@@ -278,11 +298,11 @@ class NetworkCoSearch:
                 break
             parents = [p["config"] for p in ranked[: max(1, int(s.parent_ratio * s.population))]]
             n_mut = int(round(s.mutation_ratio * (s.population - len(parents))))
-            children = [self.space.mutate(parents[rng.integers(len(parents))], rng, s.mutate_prob, self.resolutions)
+            children = [space.mutate(parents[rng.integers(len(parents))], rng, s.mutate_prob, self.resolutions)
                         for _ in range(n_mut)]
             while len(parents) + len(children) < s.population:
                 a, b = parents[rng.integers(len(parents))], parents[rng.integers(len(parents))]
-                children.append(self.space.crossover(a, b, rng))
+                children.append(space.crossover(a, b, rng))
             pop = parents + children
             score(pop)
         points = sorted(scored.values(), key=lambda p: p["fitness"])
@@ -371,9 +391,16 @@ class NetworkCoSearch:
                               s.seed, polish=True)
             baselines[name] = {"config": c.to_dict(), "accuracy": self.measure([c])[0], "cycles": bc.cycles,
                                "energy_pj": bc.energy_pj, "edp": bc.edp, "accelerator": preset.to_dict()}
+        precision = None
+        if isinstance(cfg, MixedConfig):
+            active = [layer.name for layer in self.layer_fn(cfg, self.resolution_of(cfg))]
+            precision = policy_to_dict({n: cfg.policy[n] for n in active})
+            baselines.update(self.precision_baselines(cfg, accel, {"cycles": cost.cycles, "energy_pj": cost.energy_pj,
+                                                                   "edp": cost.edp, "accuracy": acc}))
         return {
             "schema_version": SCHEMA_VERSION,
-            "subnet": cfg.to_dict(),
+            "subnet": cfg.subnet.to_dict() if isinstance(cfg, MixedConfig) else cfg.to_dict(),
+            "precision": precision,
             "accuracy": acc,
             "accuracy_source": s.accuracy_source,
             "constraint_met": s.min_accuracy is None or acc >= s.min_accuracy,
@@ -390,12 +417,48 @@ class NetworkCoSearch:
             "settings": asdict(s),
         }
 
+    def _final_point(self, cfg: Any, accel: Accelerator) -> dict[str, Any]:
+        """A design re-mapped with the final budget, with its measured accuracy."""
+        s = self.settings
+        cost = network_cost(self.layer_fn(cfg, self.resolution_of(cfg)), accel, s.objective, s.final_mapping_budget,
+                            s.seed, polish=True)
+        return {"accuracy": self.measure([cfg])[0], "cycles": cost.cycles, "energy_pj": cost.energy_pj,
+                "edp": cost.edp, "accelerator": accel.to_dict()}
+
+    def precision_baselines(self, cfg: MixedConfig, accel: Accelerator, chosen: dict[str, float]) -> dict[str, Any]:
+        """The chosen subnet at uniform 16 and 8 bits on the chosen accelerator, and a bits-only search (HAQ-style:
+        the same evolution over bits alone) for the chosen subnet on the budget's accelerator; each with
+        accuracy (measured, quantized), cycles, energy and EDP, and the chosen design's EDP ratio to it."""
+        space = self.space
+        out: dict[str, Any] = {}
+        for name, bits in (("uniform_int16", 16), ("uniform_int8", 8)):
+            try:
+                point = self._final_point(space.uniform(cfg.subnet, bits), accel)
+            except ValueError as err:  # the accelerator does not run this width
+                out[name] = {"skipped": str(err)}
+                continue
+            out[name] = {**point, "bits": bits, "edp_ratio": point["edp"] / chosen["edp"]}
+        preset = PRESETS[self.settings.budget]
+        if self.settings.mac is not None:
+            preset = preset.with_(mac=self.settings.mac)
+        frozen = PrecisionSpace(space.space, space.layer_names, space.config_cls, space.choices, subnet=cfg.subnet)
+        found = self.evolve(frozen, preset, self.settings.seed + 7919)
+        if found["points"]:
+            best = found["points"][0]["config"]
+            active = [layer.name for layer in self.layer_fn(best, self.resolution_of(best))]
+            point = self._final_point(best, preset)
+            out["bits_only"] = {**point, "precision": policy_to_dict({n: best.policy[n] for n in active}),
+                                "edp_ratio": point["edp"] / chosen["edp"]}
+        else:
+            out["bits_only"] = {"skipped": f"no policy of the chosen subnet maps on {preset.name}"}
+        return out
+
     # --- checkpointing --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {
             "es": self.es.state_dict(),
             "accuracy_cache": self.accuracy_cache,
-            "warm": [[list(k[:8]), list(k[8]), list(k[9]), v.tolist()] for k, v in self.warm.items()],
+            "warm": [[list(k[:8]), list(k[8]), list(k[9]), list(k[10]), v.tolist()] for k, v in self.warm.items()],
             "points": self.points,
             "history": self.history,
             "best": self.best,
@@ -405,7 +468,11 @@ class NetworkCoSearch:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.driver.load_state_dict({"es": state["es"], "history": state["history"], "best": state["best"]})
         self.accuracy_cache = dict(state["accuracy_cache"])
-        self.warm = {(*k, tuple(st), tuple(dl)): np.array(v) for k, st, dl, v in state["warm"]}
+        self.warm = {}
+        for item in state["warm"]:  # (dims, stride, dilation[, bits]): states written before precision had no bits
+            k, st, dl, *rest = item
+            bits = tuple(rest[0]) if len(rest) == 2 else (None, None, None)
+            self.warm[(*k, tuple(st), tuple(dl), bits)] = np.array(rest[-1])
         self.points = list(state["points"])
         self.predictor_data = state["predictor_data"]
         self.predictor = None

@@ -34,6 +34,8 @@ from naas_train.module import bn_buffers, load_bn_buffers
 from naas_train.plots import plot_breakdown, plot_pareto
 from naas_train.result_file import RESULT_SCHEMA_VERSION
 from supernet import profile, recalibrate_bn
+from supernet.precision_space import MixedConfig, PrecisionSpace
+from supernet.quant import calibrate, quantize_subnet
 
 def search_fingerprint(net: torch.nn.Module, settings: CoSearchSettings) -> str:
     """SHA-256 of the supernet's parameters (names, shapes, bytes) and the search settings: a saved search
@@ -64,6 +66,31 @@ def ddp_map_fn(world_size: int, rank: int) -> Callable[[Callable[[Any], Any], Se
         return out
 
     return ddp_map
+
+
+def search_space(net: torch.nn.Module, settings: CoSearchSettings) -> tuple[Any, Callable[[Any, int], list], Any]:
+    """``(space, layer_fn, config_cls)`` of the co-search: the supernet's subnets, or with ``settings.bits`` its
+    subnets x per-layer bits (:class:`supernet.precision_space.PrecisionSpace`; layers carry their bits)."""
+    config_cls = type(net.space.max_config())
+    if settings.bits is None:
+        return net.space, net.layer_shapes, config_cls
+    space = PrecisionSpace(net.space, lambda cfg: [layer.name for layer in net.layer_shapes(cfg)], config_cls,
+                           settings.bits)
+
+    def layer_fn(cfg: MixedConfig, resolution: int) -> list:
+        policy = cfg.policy
+        return [layer.with_bits(*policy[layer.name]) for layer in net.layer_shapes(cfg.subnet, resolution)]
+
+    return space, layer_fn, space
+
+
+def quantized_subnet(net: torch.nn.Module, cfg: MixedConfig, batches: Any, num_batches: int = 8) -> torch.nn.Module:
+    """Subnet ``cfg.subnet`` of ``net`` (its BN statistics as they are now) fake-quantized with ``cfg``'s bits
+    (:func:`supernet.quant.quantize_subnet`), input ranges calibrated on ``batches`` and frozen, in eval mode."""
+    layers = net.layer_shapes(cfg.subnet, cfg.r)
+    policy = cfg.policy
+    model = quantize_subnet(net.extract(cfg.subnet).eval(), layers, {layer.name: policy[layer.name] for layer in layers})
+    return calibrate(model, batches, num_batches=num_batches).eval()
 
 
 class CoSearchCallback(pl.Callback):
@@ -149,10 +176,14 @@ class CoSearchCallback(pl.Callback):
             try:
                 with trainer.precision_plugin.forward_context():  # the training precision (e.g. bf16 autocast)
                     for cfg in cfgs:
-                        net.set_active(cfg)
+                        subnet = cfg.subnet if isinstance(cfg, MixedConfig) else cfg
+                        net.set_active(subnet)
                         recalibrate_bn(net, (resize(x, cfg.r) for x in bn))
                         net.eval()
-                        correct = sum(int((net(resize(x, cfg.r)).argmax(-1) == y).sum()) for x, y in val)
+                        model = net
+                        if isinstance(cfg, MixedConfig):  # quantized accuracy: BN folded, fake quant calibrated
+                            model = quantized_subnet(net, cfg, (resize(x, cfg.r) for x in bn))
+                        correct = sum(int((model(resize(x, cfg.r)).argmax(-1) == y).sum()) for x, y in val)
                         out.append(correct / max(1, sum(len(y) for _, y in val)))
             finally:
                 load_bn_buffers(net, saved)
@@ -168,8 +199,9 @@ class CoSearchCallback(pl.Callback):
         started = time.perf_counter()
         net = pl_module.net
         resolutions = self.settings.resolutions or tuple(getattr(pl_module, "val_resolutions", None) or (224,))
-        search = NetworkCoSearch(net.space, net.layer_shapes, self._accuracy_fn(trainer, net), self.settings,
-                                 type(net.space.max_config()), map_fn=ddp_map_fn(trainer.world_size, trainer.global_rank),
+        space, layer_fn, config_cls = search_space(net, self.settings)
+        search = NetworkCoSearch(space, layer_fn, self._accuracy_fn(trainer, net), self.settings, config_cls,
+                                 map_fn=ddp_map_fn(trainer.world_size, trainer.global_rank),
                                  default_resolution=max(resolutions))
         if self.settings.resolutions is None:
             search.resolutions = tuple(resolutions)
@@ -227,6 +259,7 @@ class CoSearchCallback(pl.Callback):
             "space": {"class": type(net).__name__, **{k: list(v) if isinstance(v, tuple) else v
                                                       for k, v in vars(net.space).items()}},
             "subnet": core["subnet"],
+            "precision": core["precision"],
             "accuracy": core["accuracy"],
             "accuracy_split": "search",
             "data_splits": trainer.datamodule.split_info() if hasattr(trainer.datamodule, "split_info") else None,
