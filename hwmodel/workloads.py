@@ -12,7 +12,7 @@ import math
 import os
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 from hwmodel.layer import Layer, merge_layers
 
@@ -252,9 +252,11 @@ def _from_onnx(
             raise ValueError(f"cannot infer the shape of {tensor!r} (node {name!r} in {path}): got {dims}; {hint}")
         return dims
 
+    bits_of = _qdq_bits(model)
     layers: list[Layer] = []
     for i, node in enumerate(graph.node):
         name = node.name or f"{node.op_type}_{i}"
+        read = len(layers)
         try:
             attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
             if node.op_type in UNSUPPORTED_ONNX_OPS:
@@ -296,6 +298,8 @@ def _from_onnx(
                     raise ValueError(f"ONNX node {name!r} (MatMul) in {path}: inner dims differ: {a} x {b} "
                                      f"({a[-1] if a else 'a scalar'} != {b[0]})")
                 layers.append(_linear_layer(a, b[0], b[1], name))
+            if len(layers) > read:  # a layer of this node: its operands' bits, where quantized
+                layers[-1] = layers[-1].with_bits(*bits_of(node))
         except ValueError as exc:
             msg = str(exc)
             if str(path) in msg:
@@ -307,6 +311,56 @@ def _from_onnx(
             raise ValueError(f"ONNX node {name!r} ({node.op_type}) in {path} is malformed: "
                              f"{type(exc).__name__}: {exc}") from None
     return merge_layers(layers) if merge else layers
+
+
+#: Bits of the integer element types a QuantizeLinear / DequantizeLinear container may have (ONNX TensorProto).
+_CONTAINER_BITS = {"INT4": 4, "UINT4": 4, "INT8": 8, "UINT8": 8, "INT16": 16, "UINT16": 16, "INT32": 32}
+#: The metadata key of naas-trainer's QDQ export (:mod:`naas_train.qdq_export`): per layer its bits and the
+#: name of its integer weight initializer.
+QDQ_LAYERS_KEY = "naas.quant_layers"
+
+
+def _qdq_bits(model: Any) -> Callable[[Any], tuple[int | None, int | None]]:
+    """``node -> (weight_bits, input_bits)`` of a QDQ graph's Conv / Gemm / MatMul (``(None, None)`` when the
+    operand is float). A weight read through DequantizeLinear from an integer initializer, and an input read
+    through QuantizeLinear -> DequantizeLinear, are quantized: their bits are those the model's
+    ``naas.quant_layers`` metadata records for that weight initializer, else the width of the integer container
+    (an int8 tensor is read as 8 bits)."""
+    import json
+
+    from onnx import TensorProto
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    elem = {t.name: t.data_type for t in graph.initializer}
+    for v in [*graph.input, *graph.value_info, *graph.output]:
+        elem.setdefault(v.name, v.type.tensor_type.elem_type)
+    recorded: dict[str, tuple[int, int]] = {}
+    meta = {p.key: p.value for p in model.metadata_props}
+    if QDQ_LAYERS_KEY in meta:
+        try:
+            for entry in json.loads(meta[QDQ_LAYERS_KEY]).values():
+                recorded[entry["weight_initializer"]] = (int(entry["weights"]), int(entry["inputs"]))
+        except (ValueError, KeyError, TypeError, AttributeError):
+            raise ValueError(f"metadata {QDQ_LAYERS_KEY!r} is malformed (not the naas-trainer QDQ export's layer "
+                             "table)") from None
+
+    def container(tensor: str) -> int | None:
+        return _CONTAINER_BITS.get(TensorProto.DataType.Name(elem.get(tensor, 0)))
+
+    def dequantized(tensor: str) -> str | None:
+        """The integer tensor ``tensor`` is dequantized from (``None``: a float tensor)."""
+        node = producer.get(tensor)
+        return node.input[0] if node is not None and node.op_type == "DequantizeLinear" else None
+
+    def bits(node: Any) -> tuple[int | None, int | None]:
+        q_w, q_x = dequantized(node.input[1]), dequantized(node.input[0])
+        if q_w is not None and q_w in recorded:
+            w, a = recorded[q_w]
+            return w, a if q_x is not None else None
+        return (None if q_w is None else container(q_w)), (None if q_x is None else container(q_x))
+
+    return bits
 
 
 def torchvision_model(name: str) -> torch.nn.Module:

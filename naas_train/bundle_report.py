@@ -30,6 +30,7 @@ def bundle_metrics(result: MappingABC[str, Any], report: dict[str, Any], params:
         baselines[name] = {"accuracy": b.get("accuracy"), "cycles": b["cycles"], "energy_pj": b["energy_pj"],
                            "edp": b["edp"], "accelerator": b.get("accelerator", {}).get("name"),
                            "subnet": b.get("config"),
+                           **{k: b[k] for k in ("bits", "precision") if k in b},
                            # > 1: the exported design is better by this factor
                            "cycles_ratio": _ratio(b["cycles"], t["cycles"]),
                            "energy_ratio": _ratio(b["energy_pj"], t["energy_pj"]),
@@ -56,6 +57,9 @@ def bundle_metrics(result: MappingABC[str, Any], report: dict[str, Any], params:
         "edp": t["edp"],
         "resolution": subnet_resolution(result),
         "baselines": baselines,
+        "baselines_skipped": result.get("baselines_skipped") or {},
+        # bits per layer (supernet layer name) and tensor; per model.onnx layer (with partial sums) in mapping.json
+        "precision": result.get("precision"),
         "provenance": {
             "export": provenance(accel, (result.get("provenance") or {}).get("seed")),
             "search": result.get("provenance"),
@@ -106,8 +110,15 @@ def report_markdown(result: MappingABC[str, Any], metrics: dict[str, Any], repor
         fmt = lambda v: "-" if v is None else f"{v:.3g}"  # noqa: E731
         lines.append(f"| {name.replace('_', ' ')} | {fmt(b['accuracy'])} | {_si(b['cycles'])} | {_si(b['energy_pj'])} "
                      f"| {_si(b['edp'])} | {fmt(b['cycles_ratio'])} | {fmt(b['energy_ratio'])} | {fmt(b['edp_ratio'])} |")
-    lines += ["", "Ratios are baseline / exported design (> 1: the exported design is better).", "",
-              "## Accelerator", "",
+    lines += ["", "Ratios are baseline / exported design (> 1: the exported design is better)."]
+    lines += [f"Not costed: {name} ({why})." for name, why in metrics.get("baselines_skipped", {}).items()]
+    if metrics.get("precision"):
+        lines += ["", "## Precision (bits per layer)", "",
+                  "Weights per output channel (symmetric), input activations per tensor; model.onnx carries them as "
+                  "QuantizeLinear / DequantizeLinear (int8/uint8 containers clipped to the bits).", "",
+                  "| layer | weights | inputs |", "|---|---|---|"]
+        lines += [f"| {name} | {b['weights']} | {b['inputs']} |" for name, b in metrics["precision"].items()]
+    lines += ["", "## Accelerator", "",
               "| field | value |", "|---|---|"]
     for k, v in accel.to_dict().items():
         lines.append(f"| {k} | {json.dumps(v) if not isinstance(v, str) else v} |")

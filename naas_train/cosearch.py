@@ -189,6 +189,7 @@ class NetworkCoSearch:
         self.points: list[dict[str, Any]] = []
         self.predictor = None
         self.predictor_data: dict[str, Any] | None = None
+        self.skipped: dict[str, str] = {}  # baselines that could not be costed, and why
 
     # --- accuracy -------------------------------------------------------------------------------------
     @staticmethod
@@ -409,6 +410,7 @@ class NetworkCoSearch:
             "mappings": cost.mappings,
             "metrics": {"cycles": cost.cycles, "energy_pj": cost.energy_pj, "edp": cost.edp, "macs": cost.macs},
             "baselines": baselines,
+            "baselines_skipped": dict(self.skipped),
             "pareto": self.pareto(),
             "history": self.history,
             "predictor": None if self.predictor_data is None else {
@@ -428,14 +430,15 @@ class NetworkCoSearch:
     def precision_baselines(self, cfg: MixedConfig, accel: Accelerator, chosen: dict[str, float]) -> dict[str, Any]:
         """The chosen subnet at uniform 16 and 8 bits on the chosen accelerator, and a bits-only search (HAQ-style:
         the same evolution over bits alone) for the chosen subnet on the budget's accelerator; each with
-        accuracy (measured, quantized), cycles, energy and EDP, and the chosen design's EDP ratio to it."""
+        accuracy (measured, quantized), cycles, energy and EDP, and the chosen design's EDP ratio to it (a width the
+        accelerator does not run is left out, with the reason in ``self.skipped``)."""
         space = self.space
         out: dict[str, Any] = {}
         for name, bits in (("uniform_int16", 16), ("uniform_int8", 8)):
             try:
                 point = self._final_point(space.uniform(cfg.subnet, bits), accel)
             except ValueError as err:  # the accelerator does not run this width
-                out[name] = {"skipped": str(err)}
+                self.skipped[name] = str(err)
                 continue
             out[name] = {**point, "bits": bits, "edp_ratio": point["edp"] / chosen["edp"]}
         preset = PRESETS[self.settings.budget]
@@ -450,7 +453,7 @@ class NetworkCoSearch:
             out["bits_only"] = {**point, "precision": policy_to_dict({n: best.policy[n] for n in active}),
                                 "edp_ratio": point["edp"] / chosen["edp"]}
         else:
-            out["bits_only"] = {"skipped": f"no policy of the chosen subnet maps on {preset.name}"}
+            self.skipped["bits_only"] = f"no policy of the chosen subnet maps on {preset.name}"
         return out
 
     # --- checkpointing --------------------------------------------------------------------------------

@@ -269,6 +269,7 @@ class CoSearchCallback(pl.Callback):
             "metrics": {"cycles": report["total"]["cycles"], "energy_pj": report["total"]["energy_pj"],
                         "edp": report["total"]["edp"], "macs": report["total"]["macs"], "params": prof["params"]},
             "baselines": core["baselines"],
+            "baselines_skipped": core["baselines_skipped"],
             "pareto": core["pareto"],
             "history": core["history"],
             "predictor": core["predictor"],

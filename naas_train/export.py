@@ -4,7 +4,8 @@
 
 ==========================  ==================================================================================
 ``model.pt2``               ``torch.export`` program of the subnet (batch 1, the subnet's resolution)
-``model.onnx``              the same graph as ONNX (checked with ``onnx.checker``; onnxruntime == PyTorch)
+``model.onnx``              the same graph as ONNX (checked with ``onnx.checker``; onnxruntime == PyTorch); with a
+                            precision policy, QuantizeLinear/DequantizeLinear at each layer's bits
 ``weights.safetensors``     the subnet's ``state_dict`` (metadata: subnet config and supernet spec)
 ``subnet.json``             subnet config (OFA format), supernet class and arguments, input shape
 ``accelerator.json``        the searched :class:`hwmodel.Accelerator` (``naas-hw --accelerator`` reads it)
@@ -108,13 +109,13 @@ def _write_bundle(tmp: Path, result: dict[str, Any], result_path: Path, checkpoi
         prepare_validation(datamodule)
         datamodule.check_head(outputs, "the exported subnet")
     r = subnet_resolution(result)
-    onnx_path = _write_model(tmp, model, spec, result, r)
+    onnx_path, onnx_info = _write_model(tmp, model, spec, result, r)
     report = _write_hardware(tmp, result, onnx_path)
 
     accuracy = None if datamodule is None else onnx_accuracy(onnx_path, datamodule, r, max_batches=val_batches)
     params = int(sum(p.numel() for p in model.parameters()))
     metrics = {"schema_version": BUNDLE_SCHEMA_VERSION,
-               **bundle_metrics(result, report, params, accuracy, source, result_path)}
+               **bundle_metrics(result, report, params, accuracy, source, result_path), "onnx": onnx_info}
     atomic_write_json(tmp / "metrics.json", metrics)
 
     shown = {**result, "mappings": report["layers"], "metrics": {**result["metrics"], "edp": metrics["edp"]}}
@@ -123,33 +124,53 @@ def _write_bundle(tmp: Path, result: dict[str, Any], result_path: Path, checkpoi
     (tmp / "report.md").write_text(report_markdown(result, metrics, report, result["subnet"]))
 
 
-def _write_model(tmp: Path, model: nn.Module, spec: dict[str, Any], result: dict[str, Any], r: int) -> Path:
+def _write_model(tmp: Path, model: nn.Module, spec: dict[str, Any], result: dict[str, Any],
+                 r: int) -> tuple[Path, dict[str, Any]]:
     """``subnet.json``, ``weights.safetensors``, ``model.pt2`` and ``model.onnx`` (both checked against
-    ``model`` at batch 1, ``r`` x ``r``); returns the ONNX file's path."""
+    ``model`` at batch 1, ``r`` x ``r``); returns the ONNX file's path and what it is.
+
+    A mixed-precision result (``precision``) exports its fake-quantized subnet: ``model.pt2`` with integer weights
+    and torch.ao's quantize / dequantize ops (equal to the fake-quant model), ``model.onnx`` as QuantizeLinear /
+    DequantizeLinear (:func:`naas_train.qdq_export.export_qdq_onnx`; onnxruntime is compared on the example and
+    the agreement recorded: sub-8-bit codes may flip on rounding ties, see that module)."""
     import numpy as np
     import onnx
     import onnxruntime as ort
     from safetensors.torch import save_file
 
     example = torch.randn(1, 3, r, r, generator=torch.Generator().manual_seed(0))
+    precision = result.get("precision")
     subnet = {"schema_version": BUNDLE_SCHEMA_VERSION, "subnet": result["subnet"], "space": result["space"],
               "supernet": spec, "input": {"name": "input", "shape": [1, 3, r, r], "dtype": "float32",
                                           "layout": "NCHW, the data module's eval transform, resized to the resolution"},
-              "output": {"name": "logits", "shape": [1, int(model(example).shape[-1])]}}
+              "output": {"name": "logits", "shape": [1, int(model(example).shape[-1])]},
+              **({"precision": precision} if precision else {})}
     (tmp / "subnet.json").write_text(json.dumps(subnet, indent=2) + "\n")
 
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(tmp / "weights.safetensors"),
-              metadata={"subnet": json.dumps(result["subnet"]), "supernet": json.dumps(spec), "format": "pt"})
+              metadata={"subnet": json.dumps(result["subnet"]), "supernet": json.dumps(spec), "format": "pt",
+                        **({"precision": json.dumps(precision)} if precision else {})})
 
+    traced = model
+    if precision:
+        from naas_train.qdq_export import qdq_module
+
+        traced = qdq_module(model).eval()
     with torch.no_grad():
-        program = torch.export.export(model, (example,))
+        program = torch.export.export(traced, (example,))
         torch.export.save(program, str(tmp / "model.pt2"))
         expected = model(example).numpy()
         err = float((program.module()(example) - torch.from_numpy(expected)).abs().max())
     if err > ONNX_ATOL:
         raise ValueError(f"model.pt2 differs from the PyTorch model by {err:.3g} > {ONNX_ATOL}")
     onnx_path = tmp / "model.onnx"
+    if precision:
+        from naas_train.qdq_export import export_qdq_onnx
+
+        info = export_qdq_onnx(model, example, onnx_path)
+        return onnx_path, {"format": "QDQ", "opset": info["opset"], "ort_check": info["ort_check"],
+                           "quantize_nodes": info["quantize_nodes"], "dequantize_nodes": info["dequantize_nodes"]}
     torch.onnx.export(program, (example,), str(onnx_path), input_names=["input"], output_names=["logits"],
                       dynamo=True, external_data=False, verbose=False)
     onnx.checker.check_model(str(onnx_path), full_check=True)
@@ -158,7 +179,7 @@ def _write_model(tmp: Path, model: nn.Module, spec: dict[str, Any], result: dict
     err = float(np.abs(got - expected).max())
     if err > ONNX_ATOL:
         raise ValueError(f"model.onnx differs from the PyTorch model by {err:.3g} > {ONNX_ATOL} (onnxruntime)")
-    return onnx_path
+    return onnx_path, {"format": "float", "max_abs_diff": err}
 
 
 def _write_hardware(tmp: Path, result: dict[str, Any], onnx_path: Path) -> dict[str, Any]:
@@ -211,6 +232,12 @@ def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: di
              "The format has one word width per level (partial sums are written at the level's word width) and no",
              "per-word NoC energy, so cycles and energy can differ from mapping.json where those matter; the",
              "per-level reads/fills/updates are the same."]
+    widths = [f"{layer.name}: weights {layer.weight_bits}, inputs {layer.input_bits} bits"
+              for layer in layers if layer.weight_bits is not None or layer.input_bits is not None]
+    if widths:
+        lines += ["", "Per-layer precision (mapping.json has it per tensor, partial sums included). Timeloop has one",
+                  "word width per level and no per-operand precision (NVlabs/timeloop #213), so arch.yaml is the",
+                  "accelerator at its full width: a re-run there costs every layer at word_bits.", *widths]
     if skipped:
         lines += ["", "Layers without a Timeloop mapping (no split form):", *skipped]
     (folder / "README.txt").write_text("\n".join(lines) + "\n")
@@ -226,7 +253,16 @@ def load_bundle(path: str | os.PathLike[str]) -> nn.Module:
         if not (path / name).is_file():
             raise ValueError(f"{path} is not an export bundle (no {name})")
     info = json.loads((path / "subnet.json").read_text())
-    net = build_supernet(info["supernet"], device="meta")
+    precision = info.get("precision")
+    net = build_supernet(info["supernet"], device="cpu" if precision else "meta")
     model = net.extract(type(net.space.max_config()).from_dict(info["subnet"]))
+    if precision:  # the fake-quantized subnet, its scales as exported
+        from naas_train.subnet_io import quantized_structure
+        from supernet.quant import freeze
+
+        model = quantized_structure(net, {"subnet": info["subnet"], "precision": precision,
+                                          "settings": {"deploy_resolution": info["input"]["shape"][-1]}}, model)
+        model.load_state_dict(load_file(str(path / "weights.safetensors")), assign=True)
+        return freeze(model).eval()
     model.load_state_dict(load_file(str(path / "weights.safetensors")), assign=True)
     return model.eval()

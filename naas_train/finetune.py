@@ -25,6 +25,7 @@ from naas_train.data import resize
 from naas_train.distributed import on_rank_zero
 from naas_train.module import check_data_classes
 from supernet import build_supernet, recalibrate_bn, supernet_spec
+from supernet.quant import calibrate, freeze, quantize_subnet
 
 #: Where :func:`run_finetune` writes the final fine-tuned checkpoint, under ``default_root_dir``.
 FINETUNED_CKPT = Path("finetune") / "finetuned.ckpt"
@@ -58,6 +59,8 @@ class FinetuneModule(pl.LightningModule):
         recalibrate: bool = True,
         resolution: int | None = None,
         scale_lr: bool = True,
+        precision: dict[str, Any] | None = None,
+        calibration_batches: int = 8,
         supernet: nn.Module | None = None,
     ) -> None:
         """
@@ -75,6 +78,11 @@ class FinetuneModule(pl.LightningModule):
             resolution: input size to train and validate at (default: the config's ``r``; the co-search's
                 ``deploy_resolution`` when it set one).
             scale_lr: multiply ``lr`` by the world size (the batch grows with it), as ``SupernetModule`` does.
+            precision: ``{layer: {"weights": bits, "inputs": bits}}`` (``result.json``'s ``precision``): fine-tune
+                quantization-aware. At fit setup the subnet's BN is recalibrated, folded, the layers fake-quantized
+                (:func:`supernet.quant.quantize_subnet`) and the input ranges calibrated on
+                ``calibration_batches`` BN batches and frozen; weight scales follow the weights during training.
+            calibration_batches: BN batches that calibrate the input ranges (with ``precision``).
             supernet: the trained supernet to extract from (default: built from ``supernet_spec`` with random
                 weights, which a checkpoint then overwrites).
         """
@@ -87,6 +95,10 @@ class FinetuneModule(pl.LightningModule):
         self.config = net.space.validate(config_cls.from_dict(subnet))
         self.resolution = int(resolution or self.config.r)
         self.net = net.extract(self.config).train()
+        self.layers = net.layer_shapes(self.config, self.resolution) if precision else None
+        if precision:  # the quantized structure now (a checkpoint restores into it); its numbers at fit setup
+            self._float = (self.net,)  # (a tuple: not a submodule) recalibrated, then folded and quantized in setup
+            self.net = self._quantize(self.net)
         self.teacher = None
         if kd_ratio > 0:
             self.teacher = net.extract(net.space.max_config(self.resolution)).eval().requires_grad_(False)
@@ -106,9 +118,18 @@ class FinetuneModule(pl.LightningModule):
             return
         device = self.trainer.strategy.root_device  # setup runs before the strategy moves the module
         batches = [resize(x.to(device), self.resolution) for x, _ in datamodule.bn_dataloader()]
-        for net in (self.net, self.teacher):
+        nets = (self.net if self.layers is None else self._float[0], self.teacher)
+        for net in nets:
             if net is not None:
                 recalibrate_bn(net.to(device), batches)
+        if self.layers is not None:
+            self.net = calibrate(self._quantize(self._float[0]), batches, self.hparams.calibration_batches)
+            freeze(self.net, weights=False).train()  # input ranges fixed; weight scales track the weights
+
+    def _quantize(self, subnet: nn.Module) -> nn.Module:
+        from supernet.precision_space import policy_from_dict
+
+        return quantize_subnet(subnet.eval(), self.layers, policy_from_dict(self.hparams.precision)).train()
 
     def configure_optimizers(self) -> dict[str, Any]:
         peak = self.hparams.lr * (self.trainer.world_size if self.hparams.scale_lr else 1)
@@ -243,7 +264,7 @@ def run_finetune(
     deploy = ((res or {}).get("settings") or {}).get("deploy_resolution")
     module = FinetuneModule(supernet_spec(net), config, epochs=epochs, lr=lr, warmup_epochs=warmup_epochs,
                             kd_ratio=kd_ratio, label_smoothing=label_smoothing, weight_decay=weight_decay,
-                            resolution=deploy, supernet=net.cpu())
+                            resolution=deploy, precision=(res or {}).get("precision"), supernet=net.cpu())
     _prepare_trainer(trainer, epochs)
     trainer.fit(module, datamodule=datamodule, ckpt_path=None if resume is None else str(resume))
     final = Path(trainer.default_root_dir) / FINETUNED_CKPT

@@ -44,10 +44,12 @@ def _spatial(mapping: MappingABC[str, Any]) -> str:
 
 
 def mapping_csv(layers: list[dict[str, Any]]) -> str:
-    """``mapping.csv``: one row per (merged) layer with its shape, tiling per level, loop nest and costs."""
+    """``mapping.csv``: one row per (merged) layer with its shape, tiling per level, loop nest, bits (empty: the
+    accelerator's full precision) and costs."""
     levels = ("mac", "l1", "noc", "l2", "dram")
     head = ["name", "source_layer", "count", *DIMS, "stride", "dilation", "macs", "dram_tiling", "l2_tiling",
-            "spatial", "l1_tiling", "loop_nest", "compute_cycles", "cycles", "energy_pj",
+            "spatial", "l1_tiling", "loop_nest", "weight_bits", "input_bits", "psum_bits", "compute_cycles", "cycles",
+            "energy_pj",
             *[f"energy_{lv}_pj" for lv in levels], "edp", "utilization", "lower_bound_cycles",
             "lower_bound_energy_pj"]
     out = io.StringIO()
@@ -58,6 +60,7 @@ def mapping_csv(layers: list[dict[str, Any]]) -> str:
         w.writerow([e["name"], e.get("source_layer", ""), e["count"], *[dims[d] for d in DIMS],
                     "x".join(map(str, dims["stride"])), "x".join(map(str, dims["dilation"])), e["macs"],
                     _tiling(m, "DRAM"), _tiling(m, "L2"), _spatial(m), _tiling(m, "L1"), "; ".join(e["loop_nest"]),
+                    *[(e.get("precision") or {}).get(k, "") for k in ("weights", "inputs", "psum")],
                     e["compute_cycles"], e["cycles"], e["energy_pj"],
                     *[e["energy_breakdown"].get(lv, 0.0) for lv in levels], e["edp"], e["utilization"],
                     e["lower_bound"]["cycles"], e["lower_bound"]["energy_pj"]])
@@ -72,9 +75,11 @@ def onnx_mappings(onnx_path: str | os.PathLike[str],
     from hwmodel.workloads import from_onnx
 
     layers = from_onnx(onnx_path)
+    from naas_train.result_file import entry_layer
+
     by_shape: dict[tuple, dict[str, Any]] = {}
     for e in result["mappings"]:
-        by_shape[Layer(**e["dims"], count=e["count"]).shape_key] = e
+        by_shape[entry_layer(e).shape_key] = e
     ours = {layer.shape_key: layer.count for layer in layers}
     theirs = {k: e["count"] for k, e in by_shape.items()}
     if ours != theirs:

@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-__all__ = ["RESULT_SCHEMA_VERSION", "read_result", "validate_result"]
+__all__ = ["RESULT_SCHEMA_VERSION", "entry_layer", "read_result", "validate_result"]
 
 #: The ``schema_version`` of the ``result.json`` files this package writes and reads.
 RESULT_SCHEMA_VERSION = 1
@@ -52,11 +52,22 @@ class _Costed(_Model):
     edp: _Finite
 
 
+_Width = Annotated[int, Field(ge=1, le=64)]
+
+
+class _Bits(_Model):
+    """A layer's precision (bits of its weights and input activations)."""
+
+    weights: _Width
+    inputs: _Width
+
+
 class _LayerEntry(_Model):
     name: str
     dims: dict[str, Any]
     count: _Count
     mapping: dict[str, Any]
+    precision: _Bits | None = None
 
 
 class _Settings(_Model):
@@ -76,9 +87,18 @@ class _Result(_Model):
     baselines: dict[str, _Costed]
     pareto: list[_Costed]
     accuracy: float | None = None
+    precision: dict[str, _Bits] | None = None
     settings: _Settings = _Settings()
     provenance: dict[str, Any] | None = None
     supernet_checkpoint: str | None = None
+
+
+def entry_layer(entry: dict[str, Any]) -> Any:
+    """The :class:`hwmodel.layer.Layer` of a ``mappings`` entry (its dims, count and, when given, precision)."""
+    from hwmodel.layer import Layer
+
+    bits = entry.get("precision") or {}
+    return Layer(**entry["dims"], count=entry["count"], weight_bits=bits.get("weights"), input_bits=bits.get("inputs"))
 
 
 def _where(loc: tuple[Any, ...]) -> str:
@@ -97,7 +117,6 @@ def validate_result(data: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
     """``data`` (a parsed ``result.json`` from ``path``, named in errors) checked as described in the module
     docstring; returns it unchanged."""
     from hwmodel.accelerator import Accelerator
-    from hwmodel.layer import Layer
     from hwmodel.mapping import Mapping
 
     if not isinstance(data, dict):
@@ -111,7 +130,7 @@ def validate_result(data: Any, path: str | os.PathLike[str]) -> dict[str, Any]:
                          f"(this version reads {RESULT_SCHEMA_VERSION})")
     checks: list[tuple[str, Any]] = [("accelerator", lambda: Accelerator.from_dict(data["accelerator"]))]
     for i, entry in enumerate(data["mappings"]):
-        checks.append((f"mappings[{i}].dims", lambda e=entry: Layer(**e["dims"], count=e["count"])))
+        checks.append((f"mappings[{i}].dims", lambda e=entry: entry_layer(e)))
         checks.append((f"mappings[{i}].mapping", lambda e=entry: Mapping.from_dict(e["mapping"])))
     for field, check in checks:
         try:

@@ -79,14 +79,35 @@ def load_subnet(
     cfg = type(supernet.space.max_config()).from_dict(result["subnet"])
     model = supernet.extract(cfg).cpu()
     recalibrated = False
+    batches: list[torch.Tensor] = []
     if datamodule is not None and hasattr(datamodule, "bn_dataloader"):
         from naas_train.data import resize
 
         prepare_validation(datamodule)
-        recalibrate_bn(model, (resize(x, subnet_resolution(result)) for x, _ in datamodule.bn_dataloader()))
+        batches = [resize(x, subnet_resolution(result)) for x, _ in datamodule.bn_dataloader()]
+        recalibrate_bn(model, batches)
         recalibrated = True
-    return model.eval(), spec, {"kind": "supernet", "checkpoint": None if path is None else str(path),
-                                "bn_recalibrated": recalibrated}
+    source = {"kind": "supernet", "checkpoint": None if path is None else str(path), "bn_recalibrated": recalibrated}
+    if result.get("precision"):
+        if not batches:
+            raise ValueError("a mixed-precision result needs a data module to calibrate the quantized subnet's "
+                             "activation ranges (or a fine-tuned checkpoint, which holds them)")
+        from supernet.quant import calibrate
+
+        model = calibrate(quantized_structure(supernet, result, model), batches)
+        source["quantization"] = "calibrated on the BN batches (post-training)"
+    return model.eval(), spec, source
+
+
+def quantized_structure(supernet: nn.Module, result: MappingABC[str, Any], model: nn.Module) -> nn.Module:
+    """``model`` (the result's subnet) fake-quantized with ``result["precision"]`` (BN folded; observers on)."""
+    from supernet.precision_space import policy_from_dict
+    from supernet.quant import quantize_subnet
+
+    cfg = type(supernet.space.max_config()).from_dict(result["subnet"])
+    layers = supernet.layer_shapes(cfg, subnet_resolution(result))
+    policy = policy_from_dict(result["precision"])
+    return quantize_subnet(model.eval(), layers, policy)
 
 
 def _finetuned_subnet(result: MappingABC[str, Any],
@@ -99,13 +120,23 @@ def _finetuned_subnet(result: MappingABC[str, Any],
     if json.dumps(hp["subnet"], sort_keys=True) != json.dumps(result["subnet"], sort_keys=True):
         raise ValueError(f"checkpoint {checkpoint} fine-tuned subnet {hp['subnet']}, but the result's subnet is "
                          f"{result['subnet']}: the accelerator and mappings belong to the result's subnet")
+    if json.dumps(hp.get("precision"), sort_keys=True) != json.dumps(result.get("precision"), sort_keys=True):
+        raise ValueError(f"checkpoint {checkpoint} was fine-tuned with precision {hp.get('precision')}, but the "
+                         f"result's is {result.get('precision')}: the hardware numbers belong to the result's bits")
     spec = hp["supernet_spec"]
-    net = build_supernet(spec, device="meta")
+    quantized = bool(hp.get("precision"))
+    net = build_supernet(spec, device="cpu" if quantized else "meta")  # folding BN needs real tensors
     model = net.extract(type(net.space.max_config()).from_dict(hp["subnet"]))
+    if quantized:
+        model = quantized_structure(net, result, model)
     try:
         model.load_state_dict(net_state(obj, checkpoint), assign=True)
     except RuntimeError as exc:
         raise ValueError(f"checkpoint {checkpoint} does not fit subnet {hp['subnet']}: {exc}") from None
+    if quantized:
+        from supernet.quant import freeze
+
+        freeze(model)  # the scales as trained: no observer moves them again
     return model.eval(), spec, {"kind": "finetuned", "checkpoint": str(checkpoint), "bn_recalibrated": True}
 
 
