@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.layer import Layer
+from hwmodel.layer import Layer, merge_layers
 from hwmodel.loading import load_accelerator
 from hwmodel.objectives import OBJECTIVES, objective_names
 from hwmodel.presets import PRESETS
@@ -76,6 +76,11 @@ def add_workload_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="lower every layer to its im2col GEMM (pixels N*P*Q and reduction C*R*S each one flattened dim, as "
         "SCALE-Sim and TPU-style systolic arrays map them; inputs become the im2col matrix)",
+    )
+    parser.add_argument(
+        "--bits", metavar="W,A",
+        help="weight and input-activation bits of every layer that gives none (e.g. 8,8 or 4,8); layers of a "
+        "QDQ ONNX graph or a 'weight_bits=' layer spec keep their own",
     )
 
 
@@ -149,7 +154,19 @@ def load_workload(args: argparse.Namespace) -> list[Layer]:
     if getattr(args, "timeloop", None):
         raise ValueError("--timeloop ARCH PROBLEM applies to 'naas-hw evaluate' only")
     layers = _read_workload(args)
+    if getattr(args, "bits", None):
+        w, a = parse_bits(args.bits)
+        layers = merge_layers([layer if layer.bits != (None, None, None) else layer.with_bits(w, a) for layer in layers])
     return [layer.im2col() for layer in layers] if getattr(args, "im2col", False) else layers
+
+
+def parse_bits(text: str) -> tuple[int, int]:
+    """``--bits W,A`` as two integers (one number: both)."""
+    parts = [p.strip() for p in str(text).split(",")]
+    if not 1 <= len(parts) <= 2 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"--bits must be W,A (weight and input-activation bits, e.g. 8,8), got {text!r}")
+    w, a = int(parts[0]), int(parts[-1])
+    return w, a
 
 
 def _read_workload(args: argparse.Namespace) -> list[Layer]:

@@ -197,3 +197,28 @@ def test_bad_accelerator_precision_fields() -> None:
         EYERISS.with_(precisions=(32,))  # wider than the fixed 16-bit datapath
     with pytest.raises(ValueError, match=r"precisions"):
         Accelerator.from_dict({**json.loads(EYERISS.to_json()), "precisions": [0]})
+
+
+# --- the command line ----------------------------------------------------------------------------------------
+def test_cli_bits_and_bad_bits(capsys, tmp_path) -> None:
+    import sys
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    from hwcli import run, run_json
+
+    spec = "K=32,C=32,P=8,Q=8,R=3,S=3,name=c"
+    accel = tmp_path / "bf.json"
+    accel.write_text(EYERISS.with_(name="bf", mac="bitfusion", word_bits=8, precisions=(2, 4, 8)).to_json())
+    argv = ["evaluate", "--layer", spec, "--accelerator", str(accel), "--dataflow", "ws"]
+    (b8,) = run_json(capsys, *argv, "--bits", "8,8")["layers"]
+    (b4,) = run_json(capsys, *argv, "--bits", "4")["layers"]
+    (own,) = run_json(capsys, "evaluate", "--layer", spec + ",weight_bits=2,input_bits=8", "--accelerator",
+                      str(accel), "--dataflow", "ws", "--bits", "4,4")["layers"]
+    assert b8["precision"] == {"weights": 8, "inputs": 8, "psum": min(EYERISS.psum_bits, 8 + 8 + 9)}
+    assert b4["precision"]["weights"] == b4["precision"]["inputs"] == 4
+    assert own["precision"]["weights"] == 2 and own["precision"]["inputs"] == 8  # the layer's own bits win
+    assert b4["energy_pj"] < b8["energy_pj"]
+    rc, _, err = run(capsys, *argv, "--bits", "6,8")
+    assert rc == 2 and "layer 'c': weight_bits=6 is not a precision accelerator 'bf'" in err and "2, 4, 8 bits" in err
+    rc, _, err = run(capsys, *argv, "--bits", "eight")
+    assert rc == 2 and "--bits must be W,A" in err
