@@ -1,6 +1,8 @@
 """Network-in-the-loop co-search: accuracy x accelerator x mapping (NAAS, Lin et al., DAC 2021, Sec. 3.3).
 
-The outer loop is :class:`hwmodel.search_driver.SearchDriver` (CMA-ES) over accelerator genomes decoded within a budget preset;
+The outer loop is :class:`hwmodel.search_driver.SearchDriver` (CMA-ES) over accelerator genomes decoded within a budget preset
+(the preset itself is a candidate of the first generation, so the result is never worse than the budget's own design
+with the best subnet found for it);
 for every accelerator candidate an OFA-style evolutionary search over subnets (population, parent ratio,
 mutation probability, crossover, resolution) finds the best subnet *for that accelerator*, each subnet scored
 by its accuracy (measured, or predicted by a :class:`supernet.AccuracyPredictor` trained on measured subnets)
@@ -259,9 +261,13 @@ class NetworkCoSearch:
             value += 1e6 * (1 + cost.edp / s.max_edp)
         return value
 
-    def decode(self, genes: np.ndarray) -> Accelerator:
-        """The accelerator of a genome within the budget (with the settings' MAC kind, when given)."""
-        accel = decode_accelerator(np.clip(genes, 0, 1), self.budget, name=f"naas-{self.settings.budget}")
+    def decode(self, genes: np.ndarray | None) -> Accelerator:
+        """The accelerator of a genome within the budget, or the budget's preset for ``None`` (with the settings'
+        MAC kind, when given)."""
+        if genes is None:
+            accel = PRESETS[self.settings.budget]
+        else:
+            accel = decode_accelerator(np.clip(genes, 0, 1), self.budget, name=f"naas-{self.settings.budget}")
         return accel if self.settings.mac is None else accel.with_(mac=self.settings.mac)
 
     def _subnet_search(self, item: tuple[np.ndarray, int]) -> dict[str, Any]:
@@ -320,6 +326,8 @@ class NetworkCoSearch:
         """The driver's fitness function: every accelerator's subnet search (through ``map_fn``), their points,
         warm starts and measured accuracies kept; per accelerator its best point (``{"fitness": inf}`` if none)."""
         items = [(x, self.settings.seed * 100_003 + generation * 1009 + k) for k, x in enumerate(genomes)]
+        if generation == 0:  # the budget's own design is a candidate too: the search never ends worse than it
+            items.append((None, self.settings.seed * 100_003 + len(genomes)))
         results = self.map_fn(self._subnet_search, items)
         records = []
         for r in results:
@@ -332,6 +340,10 @@ class NetworkCoSearch:
                              "config": p["config"].to_dict(), "accelerator": r["accelerator"].to_dict()})
             self.points.extend(recs)
             records.append(dict(recs[0]) if recs else {"fitness": r["fitness"]})
+        if generation == 0:
+            preset = records.pop()  # not a genome of the ES: it only sets the best to beat
+            if math.isfinite(preset["fitness"]) and preset["fitness"] < self.driver.best_fitness:
+                self.driver.best, self.driver.best_genes = preset, None
         return records
 
     def step(self) -> dict[str, Any] | None:

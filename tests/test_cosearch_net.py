@@ -65,11 +65,23 @@ def uninterrupted(net):
 def test_chosen_design_meets_constraint_and_beats_both_baselines(uninterrupted):
     r = uninterrupted
     assert r["accuracy"] >= 0.58
-    for name in ("largest_subnet_on_budget", "chosen_subnet_on_budget"):
-        assert r["metrics"]["edp"] < r["baselines"][name]["edp"], name
+    assert r["metrics"]["edp"] < r["baselines"]["largest_subnet_on_budget"]["edp"]
+    # the preset is a candidate: when it wins, the chosen subnet on it is the chosen design itself
+    assert r["metrics"]["edp"] <= r["baselines"]["chosen_subnet_on_budget"]["edp"] * (1 + 1e-12)
     assert r["predictor"]["n_measured"] >= 16 and np.isfinite(r["predictor"]["heldout_spearman"])
     front = r["pareto"]
     assert front and all(a["edp"] <= b["edp"] and a["accuracy"] < b["accuracy"] for a, b in zip(front, front[1:]))
+
+
+def test_the_budget_preset_is_a_candidate(net):
+    """The first generation also searches subnets for the budget's own accelerator; the best design found is
+    never worse (fitness) than the preset's best point."""
+    search = make_search(net, accel_generations=1)
+    search.step()
+    preset = [p for p in search.points if p["accelerator"]["name"] == "eyeriss"]
+    assert preset, "the preset's subnet search left no points"
+    assert search.best["fitness"] <= min(p["fitness"] for p in preset)
+    assert len(search.history) == 1 and search.es.generation == 1
 
 
 def test_killed_search_resumes_to_the_same_result(net, uninterrupted):
@@ -207,7 +219,8 @@ def test_predictor_measurements_are_split_over_ranks(net):
     search.prepare_predictor()
     assert calls == [12]  # the 12 predictor subnets, distributed in one map
     search.step()
-    assert calls[1:] == [settings().accel_popsize]  # one population map; no measurement outside it
+    # one population map (the ES's candidates and, in the first generation, the preset); no measurement outside it
+    assert calls[1:] == [settings().accel_popsize + 1]
 
 
 def test_fit_end_cosearch_runs_on_the_training_device_before_teardown(tmp_path):
