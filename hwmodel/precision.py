@@ -27,8 +27,9 @@ model uses:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from hwmodel.accelerator import Accelerator
@@ -59,7 +60,7 @@ class LayerPrecision:
     inputs: int
     psum: int
 
-    def mac(self, accel: "Accelerator") -> MacOp:
+    def mac(self, accel: Accelerator) -> MacOp:
         return MAC_KINDS[accel.mac].operate(accel, self.weights, self.inputs)
 
 
@@ -67,16 +68,16 @@ class LayerPrecision:
 class MacKind:
     """A MAC datapath: the operand widths it accepts by default and the cost of one product."""
 
-    default_widths: Callable[["Accelerator"], tuple[int, ...]]
-    operate: Callable[["Accelerator", int, int], MacOp]
+    default_widths: Callable[[Accelerator], tuple[int, ...]]
+    operate: Callable[[Accelerator, int, int], MacOp]
     doc: str
 
 
-def _fixed_widths(accel: "Accelerator") -> tuple[int, ...]:
+def _fixed_widths(accel: Accelerator) -> tuple[int, ...]:
     return tuple(range(2, accel.word_bits + 1))
 
 
-def _fixed_op(accel: "Accelerator", bits_w: int, bits_i: int) -> MacOp:
+def _fixed_op(accel: Accelerator, bits_w: int, bits_i: int) -> MacOp:
     return MacOp(pj=accel.energy.mac_pj(accel.word_bits, accel.word_bits))
 
 
@@ -88,11 +89,11 @@ def _fusion_width(bits: int) -> int:
     raise ValueError(f"bitfusion MACs fuse at most {BITFUSION_WIDTHS[-1]}-bit operands, got {bits} bits")
 
 
-def _fusion_widths(accel: "Accelerator") -> tuple[int, ...]:
+def _fusion_widths(accel: Accelerator) -> tuple[int, ...]:
     return tuple(range(2, BITFUSION_WIDTHS[-1] + 1))
 
 
-def _fusion_op(accel: "Accelerator", bits_w: int, bits_i: int) -> MacOp:
+def _fusion_op(accel: Accelerator, bits_w: int, bits_i: int) -> MacOp:
     a, b = _fusion_width(bits_w), _fusion_width(bits_i)
     unit = FUSION_SIDE_BITS * FUSION_SIDE_BITS
     pj = accel.energy.mac_pj(FUSION_SIDE_BITS, FUSION_SIDE_BITS) * (a * b) / unit
@@ -108,17 +109,17 @@ MAC_KINDS: dict[str, MacKind] = {
 }
 
 
-def supported_widths(accel: "Accelerator") -> tuple[int, ...]:
+def supported_widths(accel: Accelerator) -> tuple[int, ...]:
     """The operand widths ``accel`` runs: its ``precisions``, else its MAC kind's default."""
     return accel.precisions if accel.precisions is not None else MAC_KINDS[accel.mac].default_widths(accel)
 
 
-def derived_psum_bits(layer: "Layer", bits_w: int, bits_i: int, cap: int) -> int:
+def derived_psum_bits(layer: Layer, bits_w: int, bits_i: int, cap: int) -> int:
     """The exact accumulator width of ``layer`` (``bits_w + bits_i + ceil(log2(C*R*S))``), at most ``cap``."""
     return min(cap, bits_w + bits_i + math.ceil(math.log2(layer.C * layer.R * layer.S)))
 
 
-def resolve_precision(layer: "Layer", accel: "Accelerator") -> LayerPrecision | None:
+def resolve_precision(layer: Layer, accel: Accelerator) -> LayerPrecision | None:
     """The widths ``layer`` runs at on ``accel`` (``None``: the accelerator's full-precision default).
 
     ``ValueError`` naming the layer and the allowed set when a width is one ``accel`` does not support."""

@@ -115,7 +115,7 @@ def main() -> None:
           "int8 / MP EDP | int16 / MP | bits-only / MP | mean bits |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
+        fmt = lambda v: "-" if v is None else f"{v:.2f}"
         print(f"| {r['seed']} | {r['accuracy']:.4f} | {r['accuracy_int8']:.4f} | "
               f"{100 * (r['accuracy_int8'] - r['accuracy']):.2f} | {r['edp']:.4g} | {r['edp_int8']:.4g} | "
               f"{r['edp_ratio_int8']:.2f} | {fmt(r['edp_ratio_int16'])} | {fmt(r['edp_ratio_bits_only'])} | "

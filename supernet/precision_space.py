@@ -12,8 +12,9 @@ names, e.g. ``blocks.5.dw``), so a depth mutation keeps the bits of the layers t
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
