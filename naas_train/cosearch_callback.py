@@ -301,6 +301,10 @@ class CoSearchCallback(pl.Callback):
                                        for m in result["mappings"]])
                 logger.log_image(f"cosearch/{tag}/pareto_plot", [str(out / f"pareto-{tag}.png")])
                 logger.log_image(f"cosearch/{tag}/breakdown", [str(out / f"breakdown-{tag}.png")])
+            predictor = result.get("predictor") or {}
+            if predictor.get("heldout_spearman") is not None:  # the predictor's rank quality on held-out subnets
+                logger.log_metrics({f"cosearch/{tag}/predictor_heldout_spearman": predictor["heldout_spearman"]},
+                                   step=trainer.global_step)
             logger.log_metrics({f"cosearch/{tag}/accuracy": result["accuracy"], f"cosearch/{tag}/edp": result["metrics"]["edp"],
                                 f"cosearch/{tag}/cycles": result["metrics"]["cycles"],
                                 f"cosearch/{tag}/energy_pj": result["metrics"]["energy_pj"]}, step=trainer.global_step)
