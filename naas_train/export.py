@@ -211,6 +211,7 @@ def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: di
     import re
 
     from hwmodel.family import family_hierarchy, nest_mapping
+    from hwmodel.precision import resolve_precision
     from hwmodel.timeloop_export import architecture_yaml, ert_summary_yaml, mapping_yaml, problem_yaml
 
     folder.mkdir()
@@ -225,7 +226,11 @@ def _write_timeloop(folder: Path, accel: Accelerator, layers: list, mappings: di
         except ValueError as exc:
             skipped.append(f"{layer.name}: {exc}")
             continue
-        (folder / f"{stem}.problem.yaml").write_text(problem_yaml(layer))
+        prec = resolve_precision(layer, accel)
+        bits = "" if prec is None else (f"# naas-trainer precision of this layer (Timeloop has no per-operand width): "
+                                        f"weights {prec.weights}, inputs {prec.inputs}, outputs (partial sums) "
+                                        f"{prec.psum} bits\n")
+        (folder / f"{stem}.problem.yaml").write_text(bits + problem_yaml(layer))
         (folder / f"{stem}.map.yaml").write_text(text)
     lines = ["Timeloop inputs of this design (hwmodel.timeloop_export): re-run one layer with",
              "  naas-hw evaluate --timeloop arch.yaml LAYER.problem.yaml --mapping LAYER.map.yaml --ert ERT_summary.yaml --json",

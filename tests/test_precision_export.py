@@ -113,6 +113,8 @@ def test_bundle_carries_the_bits(run_dir, bundle):
     assert {"uniform_int16", "uniform_int8", "bits_only"} <= set(metrics["baselines"])
     assert "Precision (bits per layer)" in (bundle / "report.md").read_text()
     assert "weights" in (bundle / "timeloop" / "README.txt").read_text()
+    problems = sorted((bundle / "timeloop").glob("*.problem.yaml"))
+    assert problems and all("naas-trainer precision of this layer" in p.read_text() for p in problems)
 
 
 def test_bundle_reproduces_hardware_numbers_and_accuracy(bundle):
