@@ -305,14 +305,14 @@ def _evaluate_timeloop(args: argparse.Namespace) -> int:
     source = "mapping file"
     if args.search == "optimal" or args.time_limit is not None:
         raise ValueError("--search optimal / --time-limit apply to --accelerator designs; --timeloop architectures "
-                         "use the random hierarchy mapper (--search)")
+                         "use the hierarchy mapper (--search)")
     if mapping is None or args.search:
         if mapping is not None:
             raise ValueError("give either --mapping or --search with --timeloop, not both")
         budget = 20000 if args.mapping_budget is None else args.mapping_budget
         found = search_nest_mapping(layer, hier, objective=args.objective or "edp", budget=budget,
                                     seed=args.seed or 0)
-        mapping, cost, source = found.mapping, found.cost, f"random search ({found.valid}/{found.evaluated} valid)"
+        mapping, cost, source = found.mapping, found.cost, f"hierarchy search ({found.valid}/{found.evaluated} valid)"
     else:
         cost = evaluate_nest_mapping(layer, hier, mapping)
     if not cost.valid:
