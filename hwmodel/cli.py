@@ -235,7 +235,8 @@ def _add_evaluate(sub: argparse._SubParsersAction) -> None:
         help="per layer, the best mapping found by mapping search on this fixed accelerator: 'es' (the default: "
         "evolution strategy + local polish, never worse than the best template) or 'optimal' (the whole encoded "
         "mapspace, capacity-pruned: the proven optimum, or with --time-limit the best so far and its gap to a "
-        "certified bound); the --json report re-runs as --mapping FILE",
+        "certified bound); with --timeloop: the hierarchy mapper, or 'optimal' its exact enumeration "
+        "(hwmodel.nest_optimal); the --json report re-runs as --mapping FILE",
     )
     search = p.add_argument_group("mapping search (with --search)")
     search.add_argument("--objective", choices=list(OBJECTIVE_CHOICES), help=f"{OBJECTIVE_HELP} (default edp)")
@@ -289,7 +290,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _evaluate_timeloop(args: argparse.Namespace) -> int:
-    """``--timeloop ARCH PROBLEM [--mapping MAP] [--ert ERT] [--search]``: one layer on a storage hierarchy."""
+    """``--timeloop ARCH PROBLEM [--mapping MAP] [--ert ERT] [--search [optimal] [--time-limit S]]``: one layer on a
+    storage hierarchy (``--search``: the heuristic hierarchy mapper; ``--search optimal``: the exact mapper)."""
     from hwmodel.nest_search import search_nest_mapping
     from hwmodel.nestmodel import evaluate_nest_mapping
     from hwmodel.timeloop_import import load_timeloop
@@ -303,10 +305,26 @@ def _evaluate_timeloop(args: argparse.Namespace) -> int:
     arch, problem = args.timeloop
     hier, layer, mapping = load_timeloop(arch, problem, args.mapping, args.ert)
     source = "mapping file"
-    if args.search == "optimal" or args.time_limit is not None:
-        raise ValueError("--search optimal / --time-limit apply to --accelerator designs; --timeloop architectures "
-                         "use the hierarchy mapper (--search)")
-    if mapping is None or args.search:
+    extra: dict = {}
+    if args.time_limit is not None and (args.search != "optimal" or not args.time_limit > 0):
+        raise ValueError("--time-limit applies only with --search optimal and must be > 0 seconds, "
+                         f"got {args.time_limit}")
+    if args.search == "optimal":
+        from hwmodel.nest_optimal import optimal_nest_mapping
+
+        if mapping is not None:
+            raise ValueError("give either --mapping or --search optimal with --timeloop, not both")
+        if args.mapping_budget is not None:
+            raise ValueError("--mapping-budget applies to the heuristic mapper (--search), not to --search optimal "
+                             "(use --time-limit to bound it)")
+        opt = optimal_nest_mapping(layer, hier, objective=args.objective or "edp", time_limit=args.time_limit,
+                                   seed=args.seed or 0)
+        mapping, cost = opt.mapping, opt.cost
+        source = (f"optimal (proven, {opt.evaluations} evaluated)" if opt.proven else
+                  f"optimal (time limit, gap <= {opt.gap:.2f}x, {opt.evaluations} evaluated)")
+        extra = {"optimal": {"objective": opt.objective, "proven": opt.proven, "certified_bound": opt.certified_bound,
+                             "gap": opt.gap, "evaluations": opt.evaluations}}
+    elif mapping is None or args.search:
         if mapping is not None:
             raise ValueError("give either --mapping or --search with --timeloop, not both")
         budget = 20000 if args.mapping_budget is None else args.mapping_budget
@@ -318,7 +336,7 @@ def _evaluate_timeloop(args: argparse.Namespace) -> int:
     if not cost.valid:
         raise ValueError(f"the mapping is invalid on {hier.name}: {cost.reason}")
     entry = {"name": layer.name or "layer", "layer": layer.to_dict(), "mapping_source": source,
-             "timeloop": cost.timeloop(), **cost.to_dict()}
+             "timeloop": cost.timeloop(), **cost.to_dict(), **extra}
     report = {"accelerator": hier.name, "source": hier.source, "layers": [entry],
               "total": {"cycles": cost.cycles, "energy_pj": cost.energy_pj, "edp": cost.edp}}
 
