@@ -29,9 +29,10 @@ Pruning (never drops a mapping better than the incumbent):
   a level (for the bypass choice being enumerated, whose kept tensors are fixed) so does every completion; the
   same holds for the per-axis spatial products;
 * cost: the compute cycles are at least the product of the temporal factors (over the MAC lanes, times the
-  passes), which a partial assignment already bounds from below (unassigned dims contribute >= 1); cycles and
-  energy are at least :func:`nest_lower_bound`'s; a partial assignment whose bound exceeds the incumbent's
-  objective is dropped with all its completions (orders and bypass included).
+  passes), which a partial assignment already bounds from below (unassigned dims contribute >= 1); cycles are
+  at least :func:`nest_lower_bound`'s and energy at least :func:`nest_energy_bound`'s for the bypass choice being
+  enumerated (compulsory traffic of every level that keeps a tensor); a bypass choice or partial assignment
+  whose bound exceeds the incumbent's objective is dropped with all its completions (orders included).
 
 With ``time_limit``, :func:`~hwmodel.nest_search.search_nest_mapping` runs first (the incumbent: the result is
 never worse than the heuristic), the enumeration stops at the limit, ``proven=False`` and ``certified_bound`` is
@@ -119,8 +120,6 @@ def nest_lower_bound(layer: Layer, hier: Hierarchy) -> NestLowerBound:
     as the kernel counts). The other levels and the NoC count as zero."""
     lv = hier.levels[0]
     macs = float(layer.macs)
-    inner = hier.levels[-1]
-    del inner
     units = hier.num_macs
     compute = macs * hier.mac_passes / (units * hier.mac_lanes)
     if hier.mac_lanes == 1:
@@ -257,7 +256,7 @@ class _Enumerator:
         self.buffered = 0
         self.seen: set[bytes] = set()
         # per dim: slots and candidate factor tuples
-        self.dims = [d for d in range(nk.NUM_DIMS)]
+        self.dims = list(range(nk.NUM_DIMS))
         self.slots = {d: _dim_slots(hier, d) for d in self.dims}
         self.cands = {}
         try:
@@ -267,7 +266,7 @@ class _Enumerator:
         except _Timeout:
             self.timed_out = True
             self.cands = {d: np.ones((1, len(self.slots[d])), dtype=np.int64) for d in self.dims}
-        # most constrained (fewest candidates) first? the largest dims first prune capacity earliest
+        # dims with the most candidates first: the capacity and cost pruning then cut the widest branches
         self.order_dims = sorted((d for d in self.dims if self.sizes[d] > 1), key=lambda d: -len(self.cands[d]))
         self.axsize = np.ones((self.n, nk.MAX_AXES), dtype=np.int64)
         for l, lv in enumerate(hier.levels):
@@ -436,7 +435,8 @@ def optimal_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", 
     Without ``time_limit`` the space is exhausted: ``proven=True`` and ``certified_bound`` = the optimum. With
     it, the heuristic (:func:`search_nest_mapping`, ``incumbent_budget`` evaluations) runs first, the enumeration
     stops at the limit, and unless it finished, ``proven=False`` and ``certified_bound`` is
-    :func:`nest_lower_bound`'s objective. ``ValueError`` when no mapping fits."""
+    :func:`nest_lower_bound`'s objective -- except when the best found reaches that bound: then ``proven=True``
+    too (its objective is optimal; the tie-break is not certified). ``ValueError`` when no mapping fits."""
     obj = get_objective(objective).name
     if time_limit is not None and not time_limit > 0:
         raise ValueError(f"time_limit must be > 0 seconds, got {time_limit}")
@@ -451,18 +451,17 @@ def optimal_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", 
         except ValueError:
             inc = None
     en = _Enumerator(layer, hier, obj, imperfect, deadline)  # may stop at the deadline (then it is marked)
-    if budget > 0:
-        if inc is not None:
-            en.evaluations += inc.evaluated
-            m = inc.mapping
-            t, s, o, k = m.padded()
-            codes, metrics, counts = nk.evaluate_nest_batch(en.lp, en.n, en.ai, en.af, en.conn, en.e_mac,
-                                                            t[None], s[None], o[None], k[None])
-            en.offer(int(codes[0]), metrics[0], (t, s, o, k), counts[0])
+    if inc is not None:
+        en.evaluations += inc.evaluated
+        t, s, o, k = inc.mapping.padded()
+        codes, metrics, counts = nk.evaluate_nest_batch(en.lp, en.n, en.ai, en.af, en.conn, en.e_mac,
+                                                        t[None], s[None], o[None], k[None])
+        en.offer(int(codes[0]), metrics[0], (t, s, o, k), counts[0])
     en.run()
     if not en.timed_out:
         en.flush()
     proven = not en.timed_out
+    lower = nest_lower_bound(layer, hier).value(obj)
     if en.best_row is None:
         raise ValueError(f"no valid mapping of {layer} on {hier.name}" + ("" if proven else " within the time limit"))
     (t, s, o, k), code, metrics, counts = en.best_row
@@ -470,7 +469,9 @@ def optimal_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", 
     mapping = NestMapping(t[:n].copy(), s[:n].copy(), o[:n].copy(), k[:n].copy())
     cost = cost_from_row(hier, code, metrics, counts, layer.macs)
     value = float(metrics[en.col])
-    bound = value if proven else nest_lower_bound(layer, hier).value(obj)
+    if not proven and value <= lower * (1 + 1e-9):
+        proven = True  # the best reaches the lower bound: its objective is optimal (not its tie-break)
+    bound = value if proven else lower
     return NestOptimalResult(mapping, cost, obj, en.evaluations, proven, min(bound, value),
                              time.perf_counter() - start)
 

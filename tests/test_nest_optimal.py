@@ -10,8 +10,8 @@ is never beaten (nor is :func:`nest_lower_bound` by random mappings of any fixtu
 from __future__ import annotations
 
 import itertools
-from dataclasses import replace
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +20,11 @@ import pytest
 from hwmodel import nestkernel as nk
 from hwmodel.hierarchy import Fanout, Hierarchy, StorageLevel
 from hwmodel.layer import DIMS, TENSORS, Layer
-from hwmodel.nest_optimal import nest_energy_bound, nest_lower_bound, optimal_nest_mapping
+from hwmodel.nest_optimal import (
+    nest_energy_bound,
+    nest_lower_bound,
+    optimal_nest_mapping,
+)
 from hwmodel.nest_search import _Space, search_nest_mapping
 from hwmodel.nestmodel import NestMapping, evaluate_nest_batch, evaluate_nest_mapping
 from hwmodel.timeloop_import import load_timeloop
@@ -157,6 +161,13 @@ def test_time_limit_on_exercise06_is_never_worse_than_the_heuristic_and_the_boun
     codes, metrics, _ = space.fit_evaluate(*space.random(500, np.random.default_rng(0), bypass=True))
     seen += metrics[codes == nk.OK, nk.MT_EDP].tolist()
     assert min(seen) >= r.certified_bound
+
+
+def test_time_limit_proven_when_the_lower_bound_is_reached() -> None:
+    """Exercise 04: 49152 MACs on 16 PEs: the heuristic reaches 3072 cycles, the bound -- optimal latency."""
+    hier, layer, _ = _load(ROOT / "04-model-conv1d+oc-3levelspatial" / "cp", mapping=False)
+    r = optimal_nest_mapping(layer, hier, "latency", time_limit=1.0, incumbent_budget=2000)
+    assert r.proven and r.cost.cycles == 3072 == r.certified_bound and r.gap == 1.0
 
 
 @pytest.mark.parametrize("case", sorted(p for p in ROOT.glob("*/*") if p.is_dir()), ids=lambda p: f"{p.parent.name}/{p.name}")
