@@ -115,9 +115,9 @@ def nest_lower_bound(layer: Layer, hier: Hierarchy) -> NestLowerBound:
 
     Cycles: MACs / (MAC units x lanes) x passes (every MAC runs in some temporal iteration of some unit), and
     DRAM's compulsory traffic over its finite bandwidths (it reads every needed weight and input at least once
-    and receives every output at least once as an update). Energy: MACs x MAC energy, plus DRAM's per-vector
-    energy of that compulsory traffic (per tensor, words x stored bits / word bits rounded up to whole vectors,
-    as the kernel counts). The other levels and the NoC count as zero."""
+    and receives every output at least once as an update). Energy: the least :func:`nest_energy_bound` over
+    every bypass choice the architecture allows (MAC energy plus each level's compulsory accesses; DRAM's rounded
+    up to whole vectors as the kernel counts)."""
     lv = hier.levels[0]
     macs = float(layer.macs)
     units = hier.num_macs
@@ -131,44 +131,74 @@ def nest_lower_bound(layer: Layer, hier: Hierarchy) -> NestLowerBound:
     port = max(math.ceil(rd / lv.read_bandwidth), math.ceil(wr / lv.write_bandwidth))
     net = math.ceil((rd + wr) / lv.network_bandwidth)
     cycles = max(compute, port, net)
-    blk = lv.block_size
-    energy = macs * hier.mac_pj
-    equal = lv.read_pj == lv.fill_pj == lv.update_pj
-    for t in range(3):
-        pj = lv.read_pj if (equal or t < 2) else lv.update_pj
-        energy += math.ceil(moved[t] / blk - 1e-9) * pj
+    energy = _min_energy_bound(layer, hier)
     return NestLowerBound(float(cycles) * (1 - 1e-12), energy * (1 - 1e-12))
 
 
-def nest_energy_bound(layer: Layer, hier: Hierarchy, keep: np.ndarray) -> float:
-    """Energy no mapping with the bypass choice ``keep[L, 3]`` beats: :func:`nest_lower_bound`'s energy plus, at
-    every level below DRAM that keeps a weight or input tensor, one fill and one read of each of its needed
-    elements (each must enter some instance and be served to some child or MAC), and for outputs one update of
-    each element (the level's energies per word, without the rounding up to vectors, which only adds); plus the
-    network energy of the fills of the first kept level below each level with a NoC energy."""
-    words = compulsory_words(layer)
+def _tensor_energy_bound(layer: Layer, hier: Hierarchy, t: int, kept: list[bool], words: int) -> float:
+    """:func:`nest_energy_bound`'s share of tensor ``t`` kept at the levels ``kept`` (``kept[0]`` = DRAM)."""
     n = len(hier.levels)
-    kept = [[bool(keep[l, t]) and TENSORS[t] in hier.levels[l].keeps for t in range(3)] for l in range(n)]
-    energy = nest_lower_bound(layer, hier).energy_pj
-    for l in range(1, n):
-        lv = hier.levels[l]
-        for t in range(3):
-            if not kept[l][t]:
-                continue
-            per_word = lv.tensor_bits[t] / lv.word_bits / lv.block_size
-            if t < 2:
-                energy += words[t] * per_word * (lv.read_pj + lv.fill_pj)
-            else:
-                energy += words[t] * per_word * lv.update_pj
-    for l in range(n):
-        if hier.levels[l].noc_pj <= 0:
+    macs = float(layer.macs)
+    energy = 0.0
+    for l, lv in enumerate(hier.levels):
+        if not kept[l]:
             continue
-        for t in range(3):
-            nxt = next((m for m in range(l + 1, n) if kept[m][t]), None)
+        below = hier.num_macs // hier.instances(l) * hier.mac_lanes  # MACs one instance's read may serve at once
+        per_word = lv.tensor_bits[t] / lv.word_bits / lv.block_size
+        innermost = not any(kept[m] for m in range(l + 1, n))
+        served = max(float(words), macs / below) if innermost else float(words)
+        if t < 2:
+            if l == 0:
+                energy += math.ceil(served * per_word - 1e-9) * lv.read_pj
+            else:
+                energy += (served * lv.read_pj + words * lv.fill_pj) * per_word
+        else:
+            pj = lv.read_pj if lv.read_pj == lv.fill_pj == lv.update_pj else lv.update_pj
+            energy += math.ceil(served * per_word - 1e-9) * pj if l == 0 else served * per_word * pj
+        if lv.noc_pj > 0:
+            nxt = next((m for m in range(l + 1, n) if kept[m]), None)
             if nxt is not None:
                 child = hier.levels[nxt]
-                energy += words[t] * hier.levels[l].noc_pj * child.tensor_bits[t] / child.word_bits
+                energy += words * lv.noc_pj * child.tensor_bits[t] / child.word_bits
+    return energy
+
+
+def nest_energy_bound(layer: Layer, hier: Hierarchy, keep: np.ndarray) -> float:
+    """Energy no mapping with the bypass choice ``keep[L, 3]`` beats (``>=`` :func:`nest_lower_bound`'s).
+
+    MACs x MAC energy; per level that keeps a tensor (the kernel's per-word energies, scaled by stored bits /
+    word bits, over the vector size): weights / inputs are read at least once per needed element (each is served
+    to some child or MAC) and, below DRAM, filled at least once (each enters some instance); outputs are updated
+    at least once per element. The innermost level keeping a tensor serves every MAC, merging only identical
+    siblings of the fanouts below it: at least MACs / (fanout below it x MAC lanes) reads (weights, inputs) or
+    updates (outputs). DRAM (one instance) rounds up to whole vectors as the kernel does; the other levels are
+    not rounded (rounding up only adds). Plus the network energy (per word) of each needed element delivered
+    once to the next level keeping it, from every level with a NoC energy."""
+    words = compulsory_words(layer)
+    n = len(hier.levels)
+    energy = float(layer.macs) * hier.mac_pj
+    for t in range(3):
+        kept = [l == 0 or (bool(keep[l, t]) and TENSORS[t] in hier.levels[l].keeps) for l in range(n)]
+        energy += _tensor_energy_bound(layer, hier, t, kept, words[t])
     return energy * (1 - 1e-12)
+
+
+def _min_energy_bound(layer: Layer, hier: Hierarchy) -> float:
+    """The least :func:`nest_energy_bound` over every bypass choice (its terms are per tensor: minimised per
+    tensor over that tensor's keep choices)."""
+    words = compulsory_words(layer)
+    n = len(hier.levels)
+    energy = float(layer.macs) * hier.mac_pj
+    for t in range(3):
+        free = [l for l in range(1, n) if TENSORS[t] in hier.levels[l].keeps]
+        best = math.inf
+        for bits in itertools.product((0, 1), repeat=len(free)):
+            kept = [l == 0 for l in range(n)]
+            for l, b in zip(free, bits):
+                kept[l] = bool(b)
+            best = min(best, _tensor_energy_bound(layer, hier, t, kept, words[t]))
+        energy += best
+    return energy
 
 
 # ---- the enumeration --------------------------------------------------------------------------------------
