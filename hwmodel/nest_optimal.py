@@ -60,6 +60,8 @@ from hwmodel.objectives import get_objective
 BATCH = 4096
 #: Candidate factor tuples of one dim handled at once (bounds the memory).
 CHUNK = 8192
+#: Bypass choices sorted by their energy bound when there are at most this many.
+SORT_KEEPS = 4096
 #: Evaluations of the heuristic incumbent without a time limit (enables the cost pruning) and with one.
 INCUMBENT_BUDGET = 2000
 INCUMBENT_BUDGET_TIMED = 20000
@@ -333,10 +335,15 @@ class _Enumerator:
             self.offer(int(codes[i]), metrics[i], (t[i], s[i], o[i], k[i]), counts[i])
 
     def bound_exceeds(self, compute_lb):
-        """True where every mapping with compute cycles >= ``compute_lb`` is worse than the incumbent."""
+        """True where every mapping with compute cycles >= ``compute_lb`` is worse than the incumbent: its
+        objective's bound exceeds the incumbent's, or equals or exceeds it while the tie-break's bound exceeds the
+        incumbent's tie-break (lexicographic; both bounds are valid, so such a mapping cannot win)."""
         cyc = np.maximum(self.lb_cycles, compute_lb)
         lb = {nk.MT_EDP: cyc * self.lb_energy, nk.MT_CYCLES: cyc, nk.MT_ENERGY: self.lb_energy}[self.col]
-        return np.asarray(lb, dtype=np.float64) * (1 - 1e-9) > self.best[0]
+        tie = {nk.MT_ENERGY: cyc, nk.MT_CYCLES: self.lb_energy}[self.tie]
+        lb = np.asarray(lb, dtype=np.float64)
+        tie = np.asarray(tie, dtype=np.float64)
+        return (lb * (1 - 1e-9) > self.best[0]) | ((lb >= self.best[0]) & (tie * (1 - 1e-9) > self.best[1]))
 
     # -- capacity --
     def _fits(self, ext: np.ndarray, keep: np.ndarray) -> np.ndarray:
@@ -368,16 +375,34 @@ class _Enumerator:
         return ok
 
     # -- the search --
+    def _keeps(self):
+        """Every bypass choice as ``keep[L, 3]``, the ones with the least energy bound first (when there are at
+        most :data:`SORT_KEEPS`): good mappings come early, so the bound prunes more of the rest."""
+        base = np.zeros((self.n, 3), dtype=np.int64)
+        base[0] = 1
+        keeps = []
+        for bits in itertools.product((1, 0), repeat=len(self.keepable)):
+            keep = base.copy()
+            for (l, t), b in zip(self.keepable, bits):
+                keep[l, t] = b
+            keeps.append(keep)
+            if len(keeps) > SORT_KEEPS:
+                yield from keeps
+                keeps = []
+                break
+        else:
+            yield from sorted(keeps, key=lambda k: nest_energy_bound(self.layer, self.hier, k))
+            return
+        for bits in itertools.islice(itertools.product((1, 0), repeat=len(self.keepable)), SORT_KEEPS + 1, None):
+            keep = base.copy()
+            for (l, t), b in zip(self.keepable, bits):
+                keep[l, t] = b
+            yield keep
+
     def run(self) -> None:
         if self.timed_out:
             return
-        for bits in itertools.product((1, 0), repeat=len(self.keepable)):
-            keep = np.zeros((self.n, 3), dtype=np.int64)
-            for l, lv in enumerate(self.hier.levels):
-                for t, name in enumerate(TENSORS):
-                    keep[l, t] = int(name in lv.keeps) if l == 0 else 0
-            for (l, t), b in zip(self.keepable, bits):
-                keep[l, t] = b
+        for keep in self._keeps():
             self.seen = set()
             self.lb_energy = nest_energy_bound(self.layer, self.hier, keep)
             if self.best[0] < math.inf and self.bound_exceeds(0.0):
@@ -387,7 +412,7 @@ class _Enumerator:
             self._dfs(0, t0, s0, keep)
             if self.stop():
                 return
-        self.flush()
+            self.flush()  # the next bypass choice is pruned against everything seen so far
 
     def _dfs(self, i: int, t: np.ndarray, s: np.ndarray, keep: np.ndarray) -> None:
         if self.stop():
