@@ -462,24 +462,31 @@ class _Enumerator:
                 continue
             self.seen.add(key)
             per_level = [_perms(tuple(int(x) for x in np.flatnonzero(T[j, l] > 1))) for l in range(self.n)]
-            count = math.prod(p.shape[0] for p in per_level)
-            o = np.empty((count, nk.MAX_LEVELS, nk.NUM_DIMS), dtype=np.int64)
-            o[:] = np.arange(nk.NUM_DIMS)
-            idx = np.indices([p.shape[0] for p in per_level]).reshape(self.n, -1)
-            for l in range(self.n):
-                o[:, l] = per_level[l][idx[l]]
+            shape = [p.shape[0] for p in per_level]
             tp = np.ones((nk.MAX_LEVELS, nk.NUM_DIMS), dtype=np.int64)
             sp = np.ones((nk.MAX_LEVELS, nk.MAX_AXES, nk.NUM_DIMS), dtype=np.int64)
             kp = np.zeros((nk.MAX_LEVELS, 3), dtype=np.int64)
             tp[: self.n], sp[: self.n], kp[: self.n] = T[j], S[j], keep
-            self.buf.append((np.broadcast_to(tp, (count, *tp.shape)), np.broadcast_to(sp, (count, *sp.shape)), o,
-                             np.broadcast_to(kp, (count, *kp.shape))))
-            self.buffered += count
-            if self.buffered >= BATCH:
-                self.flush()
-                if self.stop():
-                    return
-
+            # the order combinations, BATCH at a time (their number can be astronomical: (8!)^levels at most)
+            combos = itertools.product(*[range(x) for x in shape])
+            while True:
+                chunk = np.array(list(itertools.islice(combos, BATCH)), dtype=np.int64).reshape(-1, self.n)
+                count = chunk.shape[0]
+                if count == 0:
+                    break
+                o = np.empty((count, nk.MAX_LEVELS, nk.NUM_DIMS), dtype=np.int64)
+                o[:] = np.arange(nk.NUM_DIMS)
+                for l in range(self.n):
+                    o[:, l] = per_level[l][chunk[:, l]]
+                self.buf.append((np.broadcast_to(tp, (count, *tp.shape)), np.broadcast_to(sp, (count, *sp.shape)),
+                                 o, np.broadcast_to(kp, (count, *kp.shape))))
+                self.buffered += count
+                if self.buffered >= BATCH:
+                    self.flush()
+                    if self.stop():
+                        return
+                if count < BATCH:
+                    break
 
 def optimal_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", time_limit: float | None = None,
                          imperfect: bool = True, seed: int = 0,
