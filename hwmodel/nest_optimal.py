@@ -54,7 +54,8 @@ from hwmodel.hierarchy import Hierarchy
 from hwmodel.layer import DIMS, TENSORS, Layer
 from hwmodel.nest_search import _TIE_BREAK, search_nest_mapping
 from hwmodel.nestmodel import NestCost, NestMapping, cost_from_row, layer_params
-from hwmodel.objectives import get_objective
+from hwmodel.bounds import LowerBound
+from hwmodel.objectives import get_objective, objective_value
 
 #: Mappings per kernel call.
 BATCH = 4096
@@ -80,7 +81,7 @@ class NestOptimalResult:
 
     @property
     def value(self) -> float:
-        return {"edp": self.cost.edp, "latency": self.cost.cycles, "energy": self.cost.energy_pj}[self.objective]
+        return objective_value(self.objective, self.cost.cycles, self.cost.energy_pj)
 
     @property
     def gap(self) -> float:
@@ -89,19 +90,6 @@ class NestOptimalResult:
 
 
 # ---- lower bound ------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class NestLowerBound:
-    cycles: float
-    energy_pj: float
-
-    @property
-    def edp(self) -> float:
-        return self.cycles * self.energy_pj
-
-    def value(self, objective: str) -> float:
-        return {"edp": self.edp, "latency": self.cycles, "energy": self.energy_pj}[objective]
-
-
 def compulsory_words(layer: Layer) -> tuple[int, int, int]:
     """Distinct elements of weights, inputs (the ones some MAC reads: stride gaps excluded) and outputs."""
     n, g, k, c, p, q, r, s = (int(x) for x in layer.dim_array)
@@ -112,7 +100,7 @@ def compulsory_words(layer: Layer) -> tuple[int, int, int]:
     return g * k * c * r * s, n * g * c * rows * cols, n * g * k * p * q
 
 
-def nest_lower_bound(layer: Layer, hier: Hierarchy) -> NestLowerBound:
+def nest_lower_bound(layer: Layer, hier: Hierarchy) -> LowerBound:
     """Cycles and energy no mapping of ``layer`` on ``hier`` beats (so ``edp >= cycles * energy``).
 
     Cycles: MACs / (MAC units x lanes) x passes (every MAC runs in some temporal iteration of some unit), and
@@ -134,7 +122,7 @@ def nest_lower_bound(layer: Layer, hier: Hierarchy) -> NestLowerBound:
     net = math.ceil((rd + wr) / lv.network_bandwidth)
     cycles = max(compute, port, net)
     energy = _min_energy_bound(layer, hier)
-    return NestLowerBound(float(cycles) * (1 - 1e-12), energy * (1 - 1e-12))
+    return LowerBound(float(cycles) * (1 - 1e-12), energy * (1 - 1e-12))
 
 
 def _tensor_energy_bound(layer: Layer, hier: Hierarchy, t: int, kept: list[bool], words: int) -> float:
@@ -523,7 +511,8 @@ def optimal_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", 
     if not en.timed_out:
         en.flush()
     proven = not en.timed_out
-    lower = nest_lower_bound(layer, hier).value(obj)
+    bound = nest_lower_bound(layer, hier)
+    lower = objective_value(obj, bound.cycles, bound.energy_pj)
     if en.best_row is None:
         raise ValueError(f"no valid mapping of {layer} on {hier.name}" + ("" if proven else " within the time limit"))
     (t, s, o, k), code, metrics, counts = en.best_row
@@ -538,6 +527,6 @@ def optimal_nest_mapping(layer: Layer, hier: Hierarchy, objective: str = "edp", 
                              time.perf_counter() - start)
 
 
-__all__ = ["NestLowerBound", "NestOptimalResult", "compulsory_words", "minimal_covers", "nest_energy_bound",
+__all__ = ["NestOptimalResult", "compulsory_words", "minimal_covers", "nest_energy_bound",
            "nest_lower_bound",
            "optimal_nest_mapping"]
