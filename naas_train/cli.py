@@ -213,7 +213,9 @@ def pipeline(args: list[str]) -> str:
         cli = run_step(["fit", *rest, *(["--ckpt_path", "last"] if own.resume else [])])
         ckpt = _trained_checkpoint(cli.trainer)
         callback = next((c for c in cli.trainer.callbacks if isinstance(c, CoSearchCallback)), None)
-        searched = callback is not None and callback.last_result is not None and result.is_file()
+        # every rank holds the broadcast result; rank 0 wrote result.json before setting it (checking the file
+        # here would race with that write on the other ranks and send them into a search step alone)
+        searched = callback is not None and (callback.last_result or {}).get("tag") == "final"
         record.finish("fit", seconds=time.perf_counter() - started, checkpoint=ckpt)
         if searched:
             record.finish("search", seconds=float(callback.last_result.get("wall_s", 0.0)), at="fit end",
