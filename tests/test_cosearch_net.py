@@ -9,17 +9,13 @@ import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
+from cosearch_result import run_search, tiny_net
 
 import supernet
 from naas_train.cosearch import CoSearchSettings, NetworkCoSearch, pareto_front
 from naas_train.cosearch_callback import CoSearchCallback, ddp_map_fn
 
 RES = (16,)
-
-
-def tiny_net() -> supernet.OFAMobileNetV3:
-    torch.manual_seed(0)
-    return supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10)
 
 
 def fake_accuracy(cfgs):
@@ -41,12 +37,6 @@ def make_search(net, map_fn=None, **kw) -> NetworkCoSearch:
                            default_resolution=RES[0], **extra)
 
 
-def run(search: NetworkCoSearch) -> dict:
-    while not search.done:
-        search.step()
-    return search.finalize()
-
-
 def summary(result: dict) -> tuple:
     return (json.dumps(result["subnet"], sort_keys=True), json.dumps(result["accelerator"], sort_keys=True),
             result["metrics"]["cycles"], result["metrics"]["energy_pj"], result["accuracy"])
@@ -59,7 +49,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def uninterrupted(net):
-    return run(make_search(net))
+    return run_search(make_search(net))
 
 
 def test_chosen_design_meets_constraint_and_beats_both_baselines(uninterrupted):
@@ -90,7 +80,7 @@ def test_killed_search_resumes_to_the_same_result(net, uninterrupted):
     state = json.loads(json.dumps(first.state_dict()))
     resumed = make_search(net)
     resumed.load_state_dict(state)
-    assert summary(run(resumed)) == summary(uninterrupted)
+    assert summary(run_search(resumed)) == summary(uninterrupted)
 
 
 def test_split_evaluation_matches_one_rank(net, uninterrupted):
@@ -101,14 +91,14 @@ def test_split_evaluation_matches_one_rank(net, uninterrupted):
                 out[i] = fn(items[i])
         return out
 
-    assert summary(run(make_search(net, map_fn=two_ranks))) == summary(uninterrupted)
+    assert summary(run_search(make_search(net, map_fn=two_ranks))) == summary(uninterrupted)
 
 
 def _ddp_worker(rank: int, world: int, port: int, path: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     try:
-        result = run(make_search(tiny_net(), map_fn=ddp_map_fn(world, rank)))
+        result = run_search(make_search(tiny_net(), map_fn=ddp_map_fn(world, rank)))
         with open(f"{path}.{rank}", "w") as f:
             json.dump(list(summary(result)), f)
     finally:

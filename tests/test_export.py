@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
@@ -15,46 +14,22 @@ import onnxruntime as ort
 import pytest
 import pytorch_lightning as pl
 import torch
+from cosearch_result import RES, digits, write_result
 
 import naas_train
 import supernet
 from hwmodel.timeloop_yaml import read_timeloop_yaml
-from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
-from naas_train.cosearch_callback import CoSearchCallback
-from naas_train.data import DigitsData, resize
+from naas_train.data import resize
 from naas_train.export import BUNDLE_FILES, export_bundle, load_bundle
 from naas_train.finetune import FINETUNED_CKPT, FinetuneModule, run_finetune
 from naas_train.subnet_io import load_subnet
 from supernet import supernet_spec
 
-RES = 16
-
-
-def digits() -> DigitsData:
-    return DigitsData(resolutions=[RES], source_size=RES, batch_size=64, val_batch_size=128, bn_samples=64, seed=0)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A supernet checkpoint (random weights) and a co-search ``result.json`` built the way the callback does."""
-    root = tmp_path_factory.mktemp("run")
-    torch.manual_seed(0)
-    net = supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10)
-    ckpt = root / "supernet.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
-    settings = CoSearchSettings(budget="eyeriss", resolutions=(RES,), accel_generations=1, accel_popsize=2,
-                                population=3, generations=0, accuracy_source="measured", mapping_budget=16,
-                                final_mapping_budget=24, seed=1)
-    search = NetworkCoSearch(net.space, net.layer_shapes, lambda cfgs: [0.5] * len(cfgs), settings,
-                             supernet.MBV3Config, default_resolution=RES)
-    while not search.done:
-        search.step()
-    core = search.finalize()
-    trainer = SimpleNamespace(ckpt_path=str(ckpt), datamodule=None)
-    result = CoSearchCallback(settings)._result(trainer, SimpleNamespace(net=net), core, "final")
-    (root / "cosearch").mkdir()
-    (root / "cosearch" / "result.json").write_text(json.dumps(result))
-    return root
+    return write_result(tmp_path_factory.mktemp("run"))
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,13 @@ import json
 
 import numpy as np
 import pytest
-import torch
+from cosearch_result import run_search, tiny_net
 
-import supernet
 from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
 from naas_train.cosearch_callback import CoSearchCallback, search_space
 from supernet.precision_space import MixedConfig, PrecisionSpace
 
 RES = (16,)
-
-
-def tiny_net() -> supernet.OFAMobileNetV3:
-    torch.manual_seed(0)
-    return supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10)
 
 
 def fake_accuracy(cfgs: list[MixedConfig]) -> list[float]:
@@ -44,12 +38,6 @@ def make_search(net, **kw) -> NetworkCoSearch:
     return NetworkCoSearch(space, layer_fn, fake_accuracy, s, config_cls, default_resolution=RES[0])
 
 
-def run(search: NetworkCoSearch) -> dict:
-    while not search.done:
-        search.step()
-    return search.finalize()
-
-
 @pytest.fixture(scope="module")
 def net():
     return tiny_net()
@@ -57,7 +45,7 @@ def net():
 
 @pytest.fixture(scope="module")
 def uninterrupted(net):
-    return run(make_search(net))
+    return run_search(make_search(net))
 
 
 def test_space_round_trip_and_genes(net) -> None:
@@ -129,7 +117,7 @@ def test_bit_genes_resume_to_the_same_result(net, uninterrupted) -> None:
     assert any(k[3] != [None, None, None] for k in state["warm"])  # warm starts are keyed by bits too
     resumed = make_search(net)
     resumed.load_state_dict(state)
-    again = run(resumed)
+    again = run_search(resumed)
     for key in ("subnet", "precision", "accelerator", "metrics", "accuracy"):
         assert json.dumps(again[key], sort_keys=True) == json.dumps(uninterrupted[key], sort_keys=True), key
 

@@ -8,54 +8,27 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import onnx
 import pytest
 import pytorch_lightning as pl
 import torch
+from cosearch_result import RES, digits, write_result
 
 import supernet
 from hwmodel.workloads import from_onnx
-from naas_train.cosearch import CoSearchSettings, NetworkCoSearch
-from naas_train.cosearch_callback import CoSearchCallback, search_space
-from naas_train.data import DigitsData
 from naas_train.export import export_bundle, load_bundle
 from naas_train.finetune import FinetuneModule, run_finetune
 from naas_train.onnx_eval import onnx_accuracy
 from naas_train.subnet_io import load_subnet
 from supernet.quant import QuantLayer
 
-RES = 16
-
-
-def digits() -> DigitsData:
-    return DigitsData(resolutions=[RES], source_size=RES, batch_size=64, val_batch_size=128, bn_samples=64, seed=0)
-
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A supernet checkpoint (random weights) and a mixed-precision co-search ``result.json``."""
-    root = tmp_path_factory.mktemp("mprun")
-    torch.manual_seed(0)
-    net = supernet.OFAMobileNetV3(width_mult=0.25, num_classes=10)
-    ckpt = root / "supernet.ckpt"
-    torch.save({"state_dict": {f"net.{k}": v for k, v in net.state_dict().items()}}, ckpt)
-    settings = CoSearchSettings(budget="eyeriss", resolutions=(RES,), accel_generations=1, accel_popsize=2,
-                                population=3, generations=1, accuracy_source="measured", mapping_budget=16,
-                                final_mapping_budget=24, seed=1, bits=(4, 6, 8), mac="bitfusion")
-    space, layer_fn, config_cls = search_space(net, settings)
-    search = NetworkCoSearch(space, layer_fn, lambda cfgs: [0.5] * len(cfgs), settings, config_cls,
-                             default_resolution=RES)
-    while not search.done:
-        search.step()
-    core = search.finalize()
-    trainer = SimpleNamespace(ckpt_path=str(ckpt), datamodule=None)
-    result = CoSearchCallback(settings)._result(trainer, SimpleNamespace(net=net), core, "final")
-    (root / "cosearch").mkdir()
-    (root / "cosearch" / "result.json").write_text(json.dumps(result))
-    return root
+    return write_result(tmp_path_factory.mktemp("mprun"), generations=1, bits=(4, 6, 8), mac="bitfusion")
 
 
 @pytest.fixture(scope="module")
