@@ -25,7 +25,7 @@ from naas_train.data import resize
 from naas_train.distributed import on_rank_zero
 from naas_train.module import check_data_classes
 from supernet import build_supernet, recalibrate_bn, supernet_spec
-from supernet.quant import calibrate, freeze, quantize_subnet
+from supernet.quant import calibrate, quantize_subnet
 
 #: Where :func:`run_finetune` writes the final fine-tuned checkpoint, under ``default_root_dir``.
 FINETUNED_CKPT = Path("finetune") / "finetuned.ckpt"
@@ -81,7 +81,8 @@ class FinetuneModule(pl.LightningModule):
             precision: ``{layer: {"weights": bits, "inputs": bits}}`` (``result.json``'s ``precision``): fine-tune
                 quantization-aware. At fit setup the subnet's BN is recalibrated, folded, the layers fake-quantized
                 (:func:`supernet.quant.quantize_subnet`) and the input ranges calibrated on
-                ``calibration_batches`` BN batches and frozen; weight scales follow the weights during training.
+                ``calibration_batches`` BN batches; every scale then stays fixed while the float weights train through the
+                quantizers' straight-through estimator.
             calibration_batches: BN batches that calibrate the input ranges (with ``precision``).
             supernet: the trained supernet to extract from (default: built from ``supernet_spec`` with random
                 weights, which a checkpoint then overwrites).
@@ -124,7 +125,7 @@ class FinetuneModule(pl.LightningModule):
                 recalibrate_bn(net.to(device), batches)
         if self.layers is not None:
             self.net = calibrate(self._quantize(self._float[0]), batches, self.hparams.calibration_batches)
-            freeze(self.net, weights=False).train()  # input ranges fixed; weight scales track the weights
+            self.net.train()  # calibrate froze every observer: scales fixed, weights train through the STE
 
     def _quantize(self, subnet: nn.Module) -> nn.Module:
         from supernet.precision_space import policy_from_dict

@@ -252,22 +252,22 @@ def freeze(qmodel: nn.Module, weights: bool = True, inputs: bool = True) -> nn.M
     straight-through estimator passes gradients to the float weights); to let the weight scales follow the trained
     weights while input ranges stay fixed, call ``unfreeze(qmodel, inputs=False)`` after :func:`calibrate`.
     """
-    for m in quant_layers(qmodel).values():
-        if weights:
-            m.weight_fake_quant.apply(disable_observer)
-        if inputs:
-            m.input_fake_quant.apply(disable_observer)
-    return qmodel
+    return _set_observers(qmodel, disable_observer, weights, inputs)
 
 
 def unfreeze(qmodel: nn.Module, weights: bool = True, inputs: bool = True) -> nn.Module:
     """Observers of the weight and/or input quantizers back on (per-channel weight scales then track the weights
     at every forward; input ranges move by the moving average)."""
+    return _set_observers(qmodel, enable_observer, weights, inputs)
+
+
+def _set_observers(qmodel: nn.Module, switch: Any, weights: bool, inputs: bool) -> nn.Module:
+    """Apply torch.ao's ``enable_observer`` / ``disable_observer`` to the chosen quantizers of every layer."""
     for m in quant_layers(qmodel).values():
         if weights:
-            m.weight_fake_quant.apply(enable_observer)
+            m.weight_fake_quant.apply(switch)
         if inputs:
-            m.input_fake_quant.apply(enable_observer)
+            m.input_fake_quant.apply(switch)
     return qmodel
 
 
