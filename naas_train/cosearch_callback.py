@@ -154,7 +154,12 @@ class CoSearchCallback(pl.Callback):
             self.run(trainer, pl_module, tag="final")
 
     # --- the search ----------------------------------------------------------------------------------
-    def _accuracy_fn(self, trainer: pl.Trainer, net: torch.nn.Module) -> Callable[[list[Any]], list[float]]:
+    def _accuracy_fn(self, trainer: pl.Trainer, net: torch.nn.Module,
+                     train_format: torch.memory_format = torch.contiguous_format) -> Callable[[list[Any]], list[float]]:
+        """The co-search's accuracy measurement: per config, BN recalibration on the BN images, then top-1 on the
+        search split, in the training precision. It runs with ``net`` in the default (NCHW) memory format and puts
+        it back in ``train_format`` after: on an H200, a channels_last supernet measured 4.8x (bf16) and 5.1x (fp32)
+        slower here (BENCHMARKS.md, "GPU"), although channels_last speeds up bf16 training of the full network."""
         dm = trainer.datamodule
         if dm is None or not hasattr(dm, "search_dataloader"):
             raise ValueError("CoSearchCallback needs a SupernetData data module (bn_dataloader, search_dataloader)")
@@ -173,6 +178,7 @@ class CoSearchCallback(pl.Callback):
         def measure(cfgs: list[Any]) -> list[float]:
             saved, was_training = bn_buffers(net), net.training
             out = []
+            net.to(memory_format=torch.contiguous_format)
             try:
                 with trainer.precision_plugin.forward_context():  # the training precision (e.g. bf16 autocast)
                     for cfg in cfgs:
@@ -188,6 +194,7 @@ class CoSearchCallback(pl.Callback):
             finally:
                 load_bn_buffers(net, saved)
                 net.train(was_training)
+                net.to(memory_format=train_format)
             return out
 
         return measure
@@ -200,7 +207,8 @@ class CoSearchCallback(pl.Callback):
         net = pl_module.net
         resolutions = self.settings.resolutions or tuple(getattr(pl_module, "val_resolutions", None) or (224,))
         space, layer_fn, config_cls = search_space(net, self.settings)
-        search = NetworkCoSearch(space, layer_fn, self._accuracy_fn(trainer, net), self.settings, config_cls,
+        measure = self._accuracy_fn(trainer, net, getattr(pl_module, "memory_format", torch.contiguous_format))
+        search = NetworkCoSearch(space, layer_fn, measure, self.settings, config_cls,
                                  map_fn=ddp_map_fn(trainer.world_size, trainer.global_rank),
                                  default_resolution=max(resolutions))
         if self.settings.resolutions is None:

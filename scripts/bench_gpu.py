@@ -15,19 +15,20 @@ batch of 64 per GPU at 224 px): ``full`` (1 subnet, no KD), ``kernel`` (1 subnet
 - ofa fp32: the reference package's ``train_one_epoch`` body on its ``OFAMobileNetV3`` built with the phase's
   choice lists (as ``train_ofa_net.py`` does): teacher ``MobileNetV3Large`` soft targets, per subnet
   ``random.seed`` + ``sample_active_subnet`` + label-smoothed CE + soft-target CE + backward, one SGD step;
-- ours bf16 + channels_last: ``precision="bf16-mixed"``, ``SupernetModule(channels_last=True)`` (the GPU recipes);
-- ... + compile: the same with ``torch.compile`` of the phase's static network: the supernet in ``full`` (it always
-  runs the largest subnet), the teacher in elastic phases (the student changes subnet every step, and TorchDynamo
-  guards on the active subnet: it would recompile per sampled subnet);
-- best: the faster of the two bf16 columns.
+- ours, one column per ``--settings`` entry: fp32 (above), ``bf16`` = ``precision="bf16-mixed"``, ``cl`` =
+  ``SupernetModule(channels_last=True)`` (``bf16-cl`` is what the GPU recipes run), ``compile`` = ``torch.compile``
+  of the phase's static network: the supernet in ``full`` (it always runs the largest subnet), the teacher in
+  elastic phases (the student changes subnet every step, and TorchDynamo guards on the active subnet: it would
+  recompile per sampled subnet);
+- best: the fastest of our columns, and its ratio to the ``ofa`` reference.
 
 A step is timed from Lightning's ``on_train_batch_start`` (after the host-to-device copy) to ``on_train_batch_end``
 (ofa: around its step), with ``torch.cuda.synchronize`` at both ends; ``--warmup`` steps are dropped and img/s is
 batch / median step time. ``--loader`` adds the data loader's img/s (batches ready on the device: workers,
 host-to-device copy, on-device decode / normalisation; the recipe's data module with ``--data-root``, else
 synthetic images). The co-search rows time ``CoSearchCallback``'s subnet accuracy measurement (BN recalibration
-on the BN images + evaluation of the search split, per subnet) in fp32 and as the GPU recipes run it (bf16
-autocast, channels_last supernet). Everything is also written as JSON to ``--out``.
+on the BN images + evaluation of the search split, per subnet), one row per ``--cosearch-settings`` entry (the
+GPU recipes run ``bf16-cl``: bf16 autocast, channels_last supernet). Everything is also written as JSON to ``--out``.
 """
 
 from __future__ import annotations
@@ -89,6 +90,26 @@ PHASES = [
 ]
 
 
+@dataclass(frozen=True)
+class Setting:
+    """How our side runs: autocast precision, memory format, ``torch.compile`` of the phase's static network."""
+
+    label: str
+    bf16: bool = False
+    channels_last: bool = False
+    compile: bool = False
+
+
+SETTINGS = {
+    "fp32": Setting("fp32"),
+    "fp32-cl": Setting("fp32 + channels_last", channels_last=True),
+    "bf16": Setting("bf16", bf16=True),
+    "bf16-cl": Setting("bf16 + channels_last", bf16=True, channels_last=True),  # the GPU recipes
+    "bf16-compile": Setting("bf16 + compile", bf16=True, compile=True),
+    "bf16-cl-compile": Setting("bf16 + channels_last + compile", bf16=True, channels_last=True, compile=True),
+}
+
+
 def sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -123,19 +144,19 @@ def fixed_batches(args: argparse.Namespace, device: torch.device) -> DataLoader:
 
 
 def ours_rate(spec: PhaseSpec, args: argparse.Namespace, device: torch.device, teacher: Path,
-              bf16_channels_last: bool, compile_static: bool) -> float:
-    """img/s of ``SupernetModule``'s training step in phase ``spec`` (fp32, or bf16-mixed + channels_last)."""
+              setting: Setting) -> float:
+    """img/s of ``SupernetModule``'s training step in phase ``spec`` run as ``setting``."""
     torch.manual_seed(0)
     phase = spec.phase()
     module = SupernetModule(supernet.OFAMobileNetV3(num_classes=NUM_CLASSES), [phase], resolutions=[args.resolution],
                             kd_ratio=1.0, teacher_ckpt=str(teacher) if phase.elastic else None,
-                            channels_last=bf16_channels_last)
-    if compile_static:
+                            channels_last=setting.channels_last)
+    if setting.compile:
         (module.teacher if module.teacher is not None else module.net).compile()  # in place: same state_dict keys
     timer = StepTimer(args.warmup)
     with tempfile.TemporaryDirectory() as tmp:
         trainer = pl.Trainer(accelerator="gpu" if device.type == "cuda" else "cpu", devices=1, max_epochs=1,
-                             precision="bf16-mixed" if bf16_channels_last else "32-true", limit_val_batches=0,
+                             precision="bf16-mixed" if setting.bf16 else "32-true", limit_val_batches=0,
                              logger=False, enable_checkpointing=False, enable_progress_bar=False,
                              enable_model_summary=False, callbacks=[timer], default_root_dir=tmp)
         trainer.fit(module, train_dataloaders=fixed_batches(args, device))
@@ -226,7 +247,7 @@ def loader_rate(args: argparse.Namespace, device: torch.device) -> dict[str, Any
             "img_per_s": images / (time.perf_counter() - start)}
 
 
-def cosearch_rate(args: argparse.Namespace, device: torch.device, recipe_settings: bool) -> dict[str, Any]:
+def cosearch_rate(args: argparse.Namespace, device: torch.device, setting: Setting) -> dict[str, Any]:
     """Images/s of ``CoSearchCallback``'s subnet accuracy measurement (BN recalibration + search-split top-1)."""
     search_per_class = max(1, args.search_images // 16)
     data = SyntheticData(num_classes=16, train_size=max(args.bn_images, 16), source_size=args.resolution,
@@ -235,12 +256,13 @@ def cosearch_rate(args: argparse.Namespace, device: torch.device, recipe_setting
     data.setup("fit")
     torch.manual_seed(0)
     net = supernet.OFAMobileNetV3(num_classes=NUM_CLASSES).to(device)
-    if recipe_settings:
+    if setting.channels_last:
         net = net.to(memory_format=torch.channels_last)
-    precision = MixedPrecision("bf16-mixed", device.type) if recipe_settings else Precision()
+    precision = MixedPrecision("bf16-mixed", device.type) if setting.bf16 else Precision()
     # the attributes of the trainer the callback's measurement reads
     trainer = SimpleNamespace(datamodule=data, strategy=SimpleNamespace(root_device=device), precision_plugin=precision)
-    measure: Callable[[list[Any]], list[float]] = CoSearchCallback()._accuracy_fn(trainer, net)
+    measure: Callable[[list[Any]], list[float]] = CoSearchCallback()._accuracy_fn(
+        trainer, net, torch.channels_last if setting.channels_last else torch.contiguous_format)
     rng = np.random.default_rng(0)
     configs = [net.space.sample(rng, resolutions=(args.resolution,)) for _ in range(args.cosearch_subnets + 1)]
     measure(configs[:1])  # warm-up
@@ -250,7 +272,7 @@ def cosearch_rate(args: argparse.Namespace, device: torch.device, recipe_setting
     sync(device)
     seconds = time.perf_counter() - start
     per_subnet = min(args.bn_images, len(data.train_set)) + len(data.search_set)
-    return {"setting": "bf16 autocast + channels_last" if recipe_settings else "fp32",
+    return {"setting": setting.label,
             "bn_images": min(args.bn_images, len(data.train_set)), "search_images": len(data.search_set),
             "subnets": args.cosearch_subnets, "img_per_s": args.cosearch_subnets * per_subnet / seconds,
             "subnets_per_s": args.cosearch_subnets / seconds}
@@ -264,8 +286,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens here)")
     parser.add_argument("--phases", nargs="+", choices=[p.name for p in PHASES], default=[p.name for p in PHASES])
+    parser.add_argument("--settings", nargs="+", choices=list(SETTINGS), default=["fp32", "bf16-cl", "bf16-cl-compile"],
+                        help="our train-step columns (fp32 | fp32-cl | bf16 | bf16-cl | bf16-compile | "
+                             "bf16-cl-compile; cl = channels_last)")
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                        help="measure the torch.compile column (default: on cuda only)")
+                        help="measure the compile columns (default: on cuda only)")
+    parser.add_argument("--cosearch-settings", nargs="+", choices=[k for k, v in SETTINGS.items() if not v.compile],
+                        default=["fp32", "bf16-cl"], help="co-search measurement rows")
     parser.add_argument("--no-reference", action="store_true", help="skip the ofa package column")
     parser.add_argument("--loader", action="store_true", help="add the data loader row")
     parser.add_argument("--data-root", help="ImageNet-layout root for the loader row (default: synthetic images)")
@@ -292,6 +319,31 @@ def main() -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     machine = torch.cuda.get_device_name(device) if cuda else f"cpu, {torch.get_num_threads()} threads"
 
+    settings = [key for key in args.settings if use_compile or not SETTINGS[key].compile]
+
+    def rate(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1f}"
+
+    def train_row(row: dict[str, Any]) -> str:
+        ratio = f"{row['ours']['fp32'] / row['ofa_fp32']:.2f}x" if row["ofa_fp32"] and "fp32" in row["ours"] else "n/a"
+        best_ratio = f"{row['best'] / row['ofa_fp32']:.2f}x" if row["ofa_fp32"] else "n/a"
+        return (f"| {row['phase']} | {row['subnets_per_step']} | {'yes' if row['kd'] else 'no'} | "
+                f"{rate(row['ofa_fp32'])} | " + " | ".join(rate(row["ours"][key]) for key in settings)
+                + f" | {ratio} | {rate(row['best'])} ({SETTINGS[row['best_setting']].label}) | {best_ratio} |")
+
+    # the quick rows first and every row printed as it is measured: a run cut short by a time limit keeps them
+    loader = loader_rate(args, device) if args.loader else None
+    cosearch = [cosearch_rate(args, device, SETTINGS[key]) for key in args.cosearch_settings]
+    other = ["| other | img/s | detail |", "|---|---:|---|"]
+    if loader is not None:
+        other.append(f"| data loader | {loader['img_per_s']:.1f} | {loader['source']}, {loader['workers']} workers, "
+                     f"{loader['batches']} batches of {args.batch} |")
+    for row in cosearch:
+        other.append(f"| co-search accuracy measurement, {row['setting']} | {row['img_per_s']:.1f} | "
+                     f"{row['subnets_per_s']:.3f} subnets/s; per subnet BN recalibration on {row['bn_images']} + "
+                     f"top-1 on {row['search_images']} images, batch {args.eval_batch} |")
+    print("\n".join(other), flush=True)
+
     phases = [p for p in PHASES if p.name in args.phases]
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
@@ -299,41 +351,23 @@ def main() -> None:
         torch.save(supernet.OFAMobileNetV3(num_classes=NUM_CLASSES).state_dict(), teacher)
         for spec in phases:
             row: dict[str, Any] = {"phase": spec.name, "subnets_per_step": spec.subnets, "kd": spec.phase().elastic}
-            row["ours_fp32"] = ours_rate(spec, args, device, teacher, False, False)
             row["ofa_fp32"] = None if args.no_reference else ofa_rate(spec, args, device)
-            row["ours_bf16_cl"] = ours_rate(spec, args, device, teacher, True, False)
-            row["ours_bf16_cl_compile"] = ours_rate(spec, args, device, teacher, True, True) if use_compile else None
-            best = max(("bf16 + channels_last", row["ours_bf16_cl"]),
-                       ("bf16 + channels_last + compile", row["ours_bf16_cl_compile"] or 0.0), key=lambda b: b[1])
-            row["best_setting"], row["best"] = best
+            row["ours"] = {key: ours_rate(spec, args, device, teacher, SETTINGS[key]) for key in settings}
+            row["best_setting"] = max(row["ours"], key=row["ours"].get)
+            row["best"] = row["ours"][row["best_setting"]]
             rows.append(row)
-            print(f"measured {spec.name}", flush=True)
+            print(f"measured {train_row(row)}", flush=True)
             if cuda:
                 torch.cuda.empty_cache()
-    loader = loader_rate(args, device) if args.loader else None
-    cosearch = [cosearch_rate(args, device, recipe_settings) for recipe_settings in (False, True)]
-
-    def rate(value: float | None) -> str:
-        return "n/a" if value is None else f"{value:.1f}"
 
     print(f"\n# train step img/s, {machine}, torch {torch.__version__}, OFA MobileNetV3 w1.0 ({NUM_CLASSES} classes), "
           f"batch {args.batch}, {args.resolution} px, median of {args.steps} steps after {args.warmup} warm-up")
-    print("| phase | subnets/step | KD | ours fp32 | ofa fp32 | ours / ofa | ours bf16 + CL | ours bf16 + CL + compile "
-          "| best (setting) |")
-    print("|---|---:|:---:|---:|---:|---:|---:|---:|---|")
+    print("| phase | subnets/step | KD | ofa fp32 | " + " | ".join(f"ours {SETTINGS[k].label}" for k in settings)
+          + " | ours fp32 / ofa | best (setting) | best / ofa |")
+    print("|---|---:|:---:|---:|" + "---:|" * len(settings) + "---:|---|---:|")
     for row in rows:
-        ratio = f"{row['ours_fp32'] / row['ofa_fp32']:.2f}x" if row["ofa_fp32"] else "n/a"
-        print(f"| {row['phase']} | {row['subnets_per_step']} | {'yes' if row['kd'] else 'no'} | "
-              f"{rate(row['ours_fp32'])} | {rate(row['ofa_fp32'])} | {ratio} | {rate(row['ours_bf16_cl'])} | "
-              f"{rate(row['ours_bf16_cl_compile'])} | {rate(row['best'])} ({row['best_setting']}) |")
-    print("\n| other | img/s | detail |\n|---|---:|---|")
-    if loader is not None:
-        print(f"| data loader | {loader['img_per_s']:.1f} | {loader['source']}, {loader['workers']} workers, "
-              f"{loader['batches']} batches of {args.batch} |")
-    for row in cosearch:
-        print(f"| co-search accuracy measurement, {row['setting']} | {row['img_per_s']:.1f} | "
-              f"{row['subnets_per_s']:.3f} subnets/s; per subnet BN recalibration on {row['bn_images']} + "
-              f"top-1 on {row['search_images']} images, batch {args.eval_batch} |")
+        print(train_row(row))
+    print("\n" + "\n".join(other))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": machine, "torch": torch.__version__, "batch": args.batch,
