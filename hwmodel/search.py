@@ -14,6 +14,7 @@ Decoding and evaluation of a whole population run in one numba call.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -211,6 +212,8 @@ class MappingResult:
     #: certified lower bound on the objective of any mapping (the optimum itself when proven).
     proven: bool | None = None
     certified_bound: float | None = None
+    #: ``method="optimal"``: tilings whose every loop order the partial-cost bound ruled out unevaluated.
+    tilings_skipped: int | None = None
 
     @property
     def fitness(self) -> float:
@@ -456,12 +459,14 @@ def _orders(active: list[int]) -> list[list[int]]:
 
 
 def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_000_000, prune: bool = False,
-                       batch: int = 65536):
+                       batch: int = 65536, skip_tiling: Callable[[np.ndarray, np.ndarray], bool] | None = None):
     """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers.
 
     ``prune``: skip factor splits whose L1 or L2 tiles overflow before their loop orders are enumerated (safe:
     every order of them is invalid; tiles only grow with a factor, so a dim's factors are filtered alone
-    first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches)."""
+    first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches).
+    ``skip_tiling(temporal, spatial)``: called once per (fitting) tiling before its orders; ``True`` skips them
+    all (the exact mapper's bound test)."""
     dims = layer.dim_array.tolist()
     lp = layer_params(layer)
     fp = family_params(accel, resolve_precision(layer, accel))
@@ -512,6 +517,8 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_0
             temporal = np.array(split, dtype=np.int64).T
             if prune and not fits(temporal, sp):
                 continue
+            if skip_tiling is not None and skip_tiling(temporal, sp):
+                continue
             dram_active = [d for d in range(8) if temporal[0, d] > 1]
             l2_active = [d for d in range(8) if temporal[1, d] > 1]
             for od in _orders(dram_active):
@@ -540,41 +547,59 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     The space: every spatial split of the array's axes and every DRAM / L2 / L1 split of each dim into no-waste
     factors (``ceil(r / f)`` takes each value once, at its smallest ``f``), every order of the loops with a
     factor > 1 at DRAM and at L2 (the L1 order changes no count: the innermost level serves every MAC).
-    Capacity pruning drops only invalid mappings (:func:`enumerate_mappings` with ``prune``). With a time limit
-    the ES (:data:`INCUMBENT_BUDGET` evaluations) runs first and its mapping is the incumbent. ``proven`` tells
-    whether the space was exhausted; ``certified_bound`` is then the optimum, otherwise the objective of
-    :func:`hwmodel.bounds.lower_bound` (nothing unexplored can beat it). ``ValueError`` when nothing is valid."""
+    The ES (:data:`INCUMBENT_BUDGET` evaluations) runs first and its mapping is the incumbent. Pruning is safe:
+    capacity drops only invalid mappings (:func:`enumerate_mappings` with ``prune``), and a tiling whose
+    :class:`hwmodel.tiling_bound.TilingBound` (a bound on every loop order of it) cannot beat the incumbent has
+    none of its orders evaluated. ``proven`` tells whether the space was exhausted; ``certified_bound`` is then the
+    optimum, otherwise the objective of :func:`hwmodel.bounds.lower_bound` (nothing unexplored can beat it);
+    ``tilings_skipped`` counts the tilings the bound ruled out. ``ValueError`` when nothing is valid."""
     import time
 
     from hwmodel.bounds import lower_bound
     from hwmodel.costmodel import evaluate_batch
+    from hwmodel.tiling_bound import TilingBound
 
     metric = get_objective(objective).family_column
     start = time.perf_counter()
     best_fit, best_map, evals, proven = np.inf, None, 0, True
-    if time_limit is not None:
-        # an incumbent first, so a search cut short is never worse than the heuristic mapper
-        try:
-            es = search_mapping(layer, accel, objective, budget=INCUMBENT_BUDGET, seed=0)
-            best_fit, best_map, evals = es.fitness, es.mapping, es.evaluations
-        except ValueError:
-            pass
-    for t, s, o in enumerate_mappings(layer, accel, limit=None, prune=True, batch=8192):
-        codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
-        evals += len(t)
-        fit = np.where(codes == 0, metrics[:, metric], np.inf)
-        i = int(np.argmin(fit))
-        if fit[i] < best_fit:
-            best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+    try:  # an incumbent first: the bound prunes against it, and a search cut short is never worse than the ES
+        es = search_mapping(layer, accel, objective, budget=INCUMBENT_BUDGET, seed=0)
+        best_fit, best_map, evals = es.fitness, es.mapping, es.evaluations
+    except ValueError:
+        pass
+    bound = TilingBound(layer, accel)
+    skipped = 0
+
+    class TimeUp(Exception):
+        """The time limit passed while the bound was skipping tilings (no batch to evaluate in between)."""
+
+    def cannot_improve(temporal: np.ndarray, spatial: np.ndarray) -> bool:
+        nonlocal skipped
         if time_limit is not None and time.perf_counter() - start > time_limit:
-            proven = False
-            break
+            raise TimeUp
+        # (1 - 1e-9): the bound is computed apart from the kernel; a rounding tie must not hide a better mapping
+        hopeless = objective_value(bound(temporal, spatial), objective) * (1 - 1e-9) >= best_fit
+        skipped += hopeless
+        return hopeless
+
+    try:
+        for t, s, o in enumerate_mappings(layer, accel, limit=None, prune=True, batch=8192,
+                                          skip_tiling=cannot_improve):
+            codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
+            evals += len(t)
+            fit = np.where(codes == 0, metrics[:, metric], np.inf)
+            i = int(np.argmin(fit))
+            if fit[i] < best_fit:
+                best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                raise TimeUp
+    except TimeUp:
+        proven = False
     if best_map is None:
         raise ValueError(f"no valid mapping of {layer} on {accel.name}" + ("" if proven else " within the time limit"))
-    lb = lower_bound(layer, accel)
-    bound = best_fit if proven else objective_value(lb, objective)
+    certified = best_fit if proven else objective_value(lower_bound(layer, accel), objective)
     return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "optimal", [best_fit], objective,
-                         proven=proven, certified_bound=bound)
+                         proven=proven, certified_bound=certified, tilings_skipped=skipped)
 
 
 def exhaustive_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> MappingResult:

@@ -1,0 +1,232 @@
+"""A lower bound on every loop order of one tiling (the exact mapper's partial-cost bound).
+
+A *tiling* fixes a 3-level mapping's factors (DRAM, L2 and L1 temporal factors per dim, the array unroll) and
+leaves the loop orders open. :func:`tiling_bound` bounds cycles and energy of every order of it, so the exact
+mapper (:func:`hwmodel.search.optimal_mapping`) skips the orders of a tiling whose bound cannot beat the
+incumbent. It is derived from the counting rules the model implements (Timeloop's: ``shared/ARCHITECTURE.md``;
+the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
+
+* The index of dim ``d`` is ``((i0 * t1 + i1) * s + i_s) * t2 + i2`` (DRAM, L2, array, L1 digits; ``s`` the
+  product of the array axes over ``d``); an index past ``D_d`` is padding and projects to nothing. The L1 tile
+  of a PE at one step has, per dim, the valid part of an interval of ``t2`` indices; summed over all steps of
+  the loops above L1 and all PEs that is ``D_d`` for a dim indexing the tensor, and a dim that does not index it
+  contributes the steps with a valid index, ``ceil(D_d / t2)``.
+* Fills are deltas between consecutive tiles, and a tile that differs from the previous one in a dim whose
+  intervals are disjoint (any dim of weights and outputs; ``N``, ``G``, ``C`` of inputs) is filled whole. Let
+  ``X`` be the innermost temporal loop above L1 with a bound > 1 (an L2 loop if the L2 has one, else a DRAM
+  loop). Every step of the loops above L1 advances or resets ``X``, so a tensor that ``X`` indexes through a
+  disjoint dim is filled whole at every step: its L1 fills are the sum above,
+  ``prod_{d in t} D_d * prod_{d not in t} ceil(D_d / t2_d)`` (inputs' rows: the bounding boxes, summed in closed
+  form). Every tensor is also filled at least once per PE that uses it (its footprint; inputs' distinct rows
+  per PE are at least ``|p| + |r| - 1``, the sumset bound). The bound takes the cheapest choice of ``X``.
+* The same argument one level up, with ``X'`` the innermost DRAM loop > 1 and the L2's tile (all loops below
+  the DRAM), bounds the L2's fills from DRAM; outputs' DRAM reads are those fills less the first write of each.
+* Energy: every MAC's L1 accesses (as :func:`hwmodel.bounds.lower_bound`), the L1 fills plus their NoC words,
+  one L2 access per compulsory word for the L1s, each L2 fill with its DRAM access. Per access and per element
+  energies are the family hierarchy's at the layer's widths.
+* Cycles: the tiling's compute cycles (all temporal factors, fused MAC lanes over the L1 reduction loops,
+  passes of wide products), plus on a systolic array a skew per fold, where the folds are at least the product
+  of the DRAM and L2 factors of the dims that index the tensor the array holds (whichever it is); and the DRAM
+  reads over the DRAM bandwidth.
+
+The result is the component-wise larger of this and :func:`hwmodel.bounds.lower_bound`, both valid for every
+order. ``tests/test_tiling_bound.py`` checks it against every order of small tilings and against random mappings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from hwmodel.accelerator import Accelerator
+from hwmodel.bounds import LowerBound, lower_bound
+from hwmodel.layer import DIMS, Layer
+from hwmodel.precision import resolve_precision
+
+N, G, K, C, P, Q, R, S = (DIMS.index(d) for d in "NGKCPQRS")
+WEIGHTS, INPUTS, OUTPUTS = 0, 1, 2
+#: The dims indexing each tensor (inputs through the windows P+R and Q+S besides N, G, C).
+INDEXED_BY = ({G, K, C, R, S}, {N, G, C, P, Q, R, S}, {N, G, K, P, Q})
+#: The dims along which consecutive input tiles may overlap (the sliding windows): a change there may cost a slab.
+WINDOW_DIMS = {P, Q, R, S}
+#: Temporal rows of a 3-level mapping.
+DRAM_ROW, L2_ROW, L1_ROW = 0, 1, 2
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+@dataclass(frozen=True)
+class _Dim:
+    """One dim of a tiling: its size, the factors above the L1 tile (``outer``) and the L1 tile's factor."""
+
+    size: int
+    tile: int  # indices one L1 tile spans (the L1 factor)
+    l2_tile: int  # indices one L2 tile spans (L2 factor * array unroll * L1 factor)
+
+    @property
+    def l1_steps(self) -> int:
+        """Steps of the loops above L1, over all PEs, whose L1 tile has a valid index of this dim."""
+        return _ceil_div(self.size, self.tile)
+
+    @property
+    def l2_steps(self) -> int:
+        return _ceil_div(self.size, self.l2_tile)
+
+
+def _window_sum(a: _Dim, b: _Dim, steps: str, stride: int, dilation: int) -> int:
+    """Sum over all (p-tile, r-tile) step pairs of the bounding-box rows of an input tile:
+    ``(e_p - 1) * stride + (e_r - 1) * dilation + 1`` over pairs with both extents > 0, in closed form."""
+    va, vb = getattr(a, steps), getattr(b, steps)
+    return vb * (a.size - va) * stride + va * (b.size - vb) * dilation + va * vb
+
+
+@lru_cache(maxsize=65536)
+def _pe_index_counts(size: int, tile: int, unroll: int) -> tuple[int, ...]:
+    """Valid indices of a dim of ``size`` (L1 tile ``tile``, ``unroll`` array positions) each array position
+    along it sees over the whole run (its per-PE extent): whole chunks of ``tile`` at every ``unroll``-th chunk,
+    the last chunk partial."""
+    chunks = _ceil_div(size, tile)
+    counts = []
+    for pos in range(unroll):
+        mine = _ceil_div(chunks - pos, unroll) if pos < chunks else 0  # chunks pos, pos + unroll, ...
+        last_is_mine = chunks > 0 and (chunks - 1) % unroll == pos
+        counts.append(mine * tile - (chunks * tile - size if last_is_mine else 0))
+    return tuple(counts)
+
+
+class TilingBound:
+    """``bound(temporal, spatial)`` -> :class:`LowerBound` of every loop order of that tiling of ``layer`` on
+    ``accel`` (3 x 8 temporal factors, rows DRAM / L2 / L1; array-axes x 8 unroll)."""
+
+    def __init__(self, layer: Layer, accel: Accelerator) -> None:
+        from hwmodel.family import L1_LEVEL, L2_LEVEL, family_hierarchy
+
+        self.layer, self.accel = layer, accel
+        self.sizes = layer.dim_array.tolist()
+        self.stride, self.dilation = layer.stride, layer.dilation
+        hier = family_hierarchy(accel, resolve_precision(layer, accel))
+        dram, l2, l1 = hier.levels[0], hier.levels[L2_LEVEL], hier.levels[L1_LEVEL:]
+        wb = accel.word_bits
+        outer = [b / wb for b in dram.tensor_bits]
+        inner = [b / wb for b in l1[-1].tensor_bits]
+        names = ("weights", "inputs", "outputs")
+        e_l1 = [next(lv.read_pj for lv in l1 if names[t] in lv.keeps) * inner[t] for t in range(3)]
+        #: pJ per L1 fill of an element (the L1 write and its NoC word), per L2 access and per L2 fill from DRAM
+        self.e_fill_l1 = [e_l1[t] + l2.noc_pj * inner[t] for t in range(3)]
+        self.e_l2 = [min(l2.read_pj, l2.fill_pj, l2.update_pj) * outer[t] for t in range(3)]
+        self.e_fill_l2 = [(l2.fill_pj + dram.read_pj) * outer[t] for t in range(3)]
+        self.e_dram_read = [dram.read_pj * outer[t] for t in range(3)]
+        self.outer_words = outer
+        self.e_macs = layer.macs * (hier.mac_pj + sum(e_l1))
+        self.lanes, self.passes = hier.mac_lanes, hier.mac_passes
+        self.systolic = accel.systolic
+        self.array = tuple(accel.array)
+        self.global_bound = lower_bound(layer, accel)
+        w = layer.G * layer.K * layer.C * layer.R * layer.S
+        o = layer.N * layer.G * layer.K * layer.P * layer.Q
+        self.compulsory = [w, self._needed_inputs(), o]
+
+    def _needed_inputs(self) -> int:
+        from hwmodel.bounds import distinct_window_rows
+
+        rows = distinct_window_rows(self.layer.P, self.layer.R, self.stride[0], self.dilation[0])
+        cols = distinct_window_rows(self.layer.Q, self.layer.S, self.stride[1], self.dilation[1])
+        return self.layer.N * self.layer.G * self.layer.C * rows * cols
+
+    # --- fills ------------------------------------------------------------------------------------------------
+
+    def _refetch(self, t: int, dims: list[_Dim], steps: str) -> int:
+        """Fills of tensor ``t`` when every step of the loops above the level refills its whole tile."""
+        total = 1
+        for d in range(8):
+            if t == INPUTS and d in WINDOW_DIMS:
+                continue
+            total *= dims[d].size if d in INDEXED_BY[t] else getattr(dims[d], steps)
+        if t == INPUTS:
+            total *= _window_sum(dims[P], dims[R], steps, self.stride[0], self.dilation[0])
+            total *= _window_sum(dims[Q], dims[S], steps, self.stride[1], self.dilation[1])
+        return total
+
+    def _l1_footprint(self, t: int, dims: list[_Dim], unroll: list[int]) -> int:
+        """Elements of ``t`` the PEs receive at least once each (summed over PEs)."""
+        total = 1
+        for d in range(8):
+            if t == INPUTS and d in WINDOW_DIMS:
+                continue
+            if d in INDEXED_BY[t]:
+                total *= dims[d].size
+            else:  # array positions along d that do some work hold their own copy
+                total *= sum(1 for c in _pe_index_counts(dims[d].size, dims[d].tile, unroll[d]) if c > 0)
+        if t == INPUTS:
+            for a, b in ((P, R), (Q, S)):
+                ca = _pe_index_counts(dims[a].size, dims[a].tile, unroll[a])
+                cb = _pe_index_counts(dims[b].size, dims[b].tile, unroll[b])
+                total *= sum(x + y - 1 for x in ca for y in cb if x > 0 and y > 0)
+        return total
+
+    def _fills(self, dims: list[_Dim], candidates: list[int], steps: str, floor: list[int]) -> list[list[int]]:
+        """Per choice of the innermost loop ``X`` among ``candidates``: each tensor's fill bound."""
+        if not candidates:
+            return [floor]
+        out = []
+        for x in candidates:
+            row = []
+            for t in range(3):
+                whole = x in INDEXED_BY[t] and not (t == INPUTS and x in WINDOW_DIMS)
+                row.append(max(floor[t], self._refetch(t, dims, steps)) if whole else floor[t])
+            out.append(row)
+        return out
+
+    # --- the bound ------------------------------------------------------------------------------------------
+
+    def __call__(self, temporal: np.ndarray, spatial: np.ndarray) -> LowerBound:
+        temporal = np.asarray(temporal)
+        spatial = np.asarray(spatial)
+        unroll = [int(np.prod(spatial[:, d])) for d in range(8)]
+        dims = [_Dim(self.sizes[d], int(temporal[L1_ROW, d]),
+                     int(temporal[L2_ROW, d]) * unroll[d] * int(temporal[L1_ROW, d])) for d in range(8)]
+        l2_loops = [d for d in range(8) if temporal[L2_ROW, d] > 1]
+        dram_loops = [d for d in range(8) if temporal[DRAM_ROW, d] > 1]
+        l1_floor = [self._l1_footprint(t, dims, unroll) for t in range(3)]
+        l1_options = self._fills(dims, l2_loops or dram_loops, "l1_steps", l1_floor)
+        l2_options = self._fills(dims, dram_loops, "l2_steps", self.compulsory)
+        e_l1 = min(sum(f[t] * self.e_fill_l1[t] for t in range(3)) for f in l1_options)
+
+        def dram_part(f: list[int]) -> float:
+            return (sum(f[t] * self.e_fill_l2[t] for t in range(3))
+                    + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.e_dram_read[OUTPUTS])
+
+        e_outer = min(dram_part(f) for f in l2_options)
+        energy = self.e_macs + e_l1 + sum(self.compulsory[t] * self.e_l2[t] for t in range(3)) + e_outer
+        dram_reads = min(f[WEIGHTS] * self.outer_words[WEIGHTS] + f[INPUTS] * self.outer_words[INPUTS]
+                         + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.outer_words[OUTPUTS]
+                         for f in l2_options)
+        cycles = max(self._compute(temporal), math.ceil(dram_reads / self.accel.dram_bandwidth - 1e-9))
+        return LowerBound(cycles=float(max(cycles, self.global_bound.cycles)),
+                          energy_pj=float(max(energy, self.global_bound.energy_pj)))
+
+    def _compute(self, temporal: np.ndarray) -> float:
+        compute = float(np.prod(temporal.astype(np.float64)))
+        if self.lanes > 1:
+            red = int(temporal[L1_ROW, C] * temporal[L1_ROW, R] * temporal[L1_ROW, S])
+            compute = compute / red * math.ceil(red / self.lanes)
+        compute *= self.passes
+        if self.systolic:
+            skew_axes = sum(a - 1 for a in self.array)
+            folds_skew = []
+            for t in range(3):
+                folds = math.prod(int(temporal[DRAM_ROW, d] * temporal[L2_ROW, d]) for d in INDEXED_BY[t])
+                skew = skew_axes + (0 if t == OUTPUTS else self.array[0])
+                folds_skew.append(folds * skew - 1)
+            compute += max(0, min(folds_skew))
+        return compute
+
+
+def tiling_bound(layer: Layer, accel: Accelerator, temporal: np.ndarray, spatial: np.ndarray) -> LowerBound:
+    """:class:`TilingBound` for one tiling (build a ``TilingBound`` once to bound many tilings of a layer)."""
+    return TilingBound(layer, accel)(temporal, spatial)
