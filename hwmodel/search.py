@@ -14,7 +14,7 @@ Decoding and evaluation of a whole population run in one numba call.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -242,8 +242,8 @@ def search_mapping(
 
     ``method="es"``: a (mu, lambda) evolution strategy with elitism, Gaussian mutation and uniform crossover
     over the genome above; ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
-    (small layers only, ``budget`` ignored); ``"optimal"``: :func:`optimal_mapping` (the whole space, capacity
-    pruned; with ``time_limit`` seconds the best so far and a certified bound). The best genome found is then polished by local search
+    (small layers only, ``budget`` ignored); ``"optimal"``: :func:`hwmodel.exact_mapper.optimal_mapping` (the
+    whole space, pruned by capacity and bounds; with ``time_limit`` seconds the best so far and a certified bound). The best genome found is then polished by local search
     (:func:`polish_mapping`, ``polish_budget`` evaluations, default ``budget // 2``). ``warm_start``: genomes seeding the first generation (e.g. the
     parent accelerator's best mappings). The canonical templates are evaluated too unless
     ``include_templates=False``, so the result is never worse than the best template. Deterministic for a
@@ -252,10 +252,10 @@ def search_mapping(
     if budget < 1:
         raise ValueError(f"search budget must be >= 1 evaluation, got {budget}")
     problem = MappingProblem(layer, accel, objective)
-    if method == "exhaustive":
-        return exhaustive_mapping(layer, accel, objective)
-    if method == "optimal":
-        return optimal_mapping(layer, accel, objective, time_limit=time_limit)
+    if method in ("exhaustive", "optimal"):
+        from hwmodel.exact_mapper import optimal_mapping
+
+        return optimal_mapping(layer, accel, objective, time_limit=None if method == "exhaustive" else time_limit)
     if polish_budget is None:
         polish_budget = budget // 2
     rng = np.random.default_rng(seed)
@@ -458,15 +458,15 @@ def _orders(active: list[int]) -> list[list[int]]:
     return [list(p) + rest for p in itertools.permutations(active)]
 
 
-def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_000_000, prune: bool = False,
-                       batch: int = 65536, skip_tiling: Callable[[np.ndarray, np.ndarray], bool] | None = None):
-    """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers.
+#: Per spatial option, the per-dim (DRAM, L2, L1) temporal factor options: ``(spatial, options[d])``.
+TilingSpace = list[tuple[np.ndarray, list[list[tuple[int, int, int]]]]]
 
-    ``prune``: skip factor splits whose L1 or L2 tiles overflow before their loop orders are enumerated (safe:
-    every order of them is invalid; tiles only grow with a factor, so a dim's factors are filtered alone
-    first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches).
-    ``skip_tiling(temporal, spatial)``: called once per (fitting) tiling before its orders; ``True`` skips them
-    all (the exact mapper's bound test)."""
+
+def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False,
+                 ) -> tuple[Callable[[np.ndarray, np.ndarray], bool], TilingSpace]:
+    """The encoded space as ``fits(temporal, spatial)`` and, per spatial split of the array's axes, each dim's
+    no-waste (DRAM, L2, L1) factor triples. ``prune``: drop spatial splits and per-dim triples whose L1 or L2 tiles
+    overflow with every other factor at 1 (safe: tiles only grow with a factor)."""
     dims = layer.dim_array.tolist()
     lp = layer_params(layer)
     fp = family_params(accel, resolve_precision(layer, accel))
@@ -494,8 +494,7 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_0
             rec_axes(k + 1, nrem, sp2)
 
     rec_axes(0, dims, np.ones((3, 8), dtype=np.int64))
-    batch_t, batch_s, batch_o = [], [], []
-    total = 0
+    space: TilingSpace = []
     for sp in spatial_options:
         rem = [-(-dims[d] // int(sp[:, d].prod())) for d in range(8)]
         if prune and not fits(np.ones((3, 8), dtype=np.int64), sp):
@@ -513,95 +512,40 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_0
                             continue
                     opts.append((-(-r2 // f2), f2, f1))
             per_dim.append(opts)
-        for split in itertools.product(*per_dim):
-            temporal = np.array(split, dtype=np.int64).T
-            if prune and not fits(temporal, sp):
-                continue
-            if skip_tiling is not None and skip_tiling(temporal, sp):
-                continue
-            dram_active = [d for d in range(8) if temporal[0, d] > 1]
-            l2_active = [d for d in range(8) if temporal[1, d] > 1]
-            for od in _orders(dram_active):
-                for o2 in _orders(l2_active):
-                    batch_t.append(temporal)
-                    batch_s.append(sp)
-                    batch_o.append(np.array([od, o2, list(range(8))], dtype=np.int64))
-                    total += 1
-                    if limit is not None and total > limit:
-                        raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")
-                    if len(batch_t) == batch:
-                        yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
-                        batch_t, batch_s, batch_o = [], [], []
+        space.append((sp, per_dim))
+    return fits, space
+
+
+def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_000_000, prune: bool = False,
+                       batch: int = 65536, tilings: Iterable[tuple[np.ndarray, np.ndarray]] | None = None):
+    """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers.
+
+    ``prune``: skip factor splits whose L1 or L2 tiles overflow before their loop orders are enumerated (safe:
+    every order of them is invalid; tiles only grow with a factor, so a dim's factors are filtered alone
+    first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches).
+    ``tilings``: the ``(temporal, spatial)`` tilings whose orders to enumerate (default: every one of
+    :func:`tiling_space`; the exact mapper passes the ones its bound keeps)."""
+    if tilings is None:
+        fits, space = tiling_space(layer, accel, prune)
+        tilings = ((np.array(split, dtype=np.int64).T, sp) for sp, per_dim in space
+                   for split in itertools.product(*per_dim))
+        if prune:
+            tilings = ((temporal, sp) for temporal, sp in tilings if fits(temporal, sp))
+    batch_t, batch_s, batch_o = [], [], []
+    total = 0
+    for temporal, sp in tilings:
+        dram_active = [d for d in range(8) if temporal[0, d] > 1]
+        l2_active = [d for d in range(8) if temporal[1, d] > 1]
+        for od in _orders(dram_active):
+            for o2 in _orders(l2_active):
+                batch_t.append(temporal)
+                batch_s.append(sp)
+                batch_o.append(np.array([od, o2, list(range(8))], dtype=np.int64))
+                total += 1
+                if limit is not None and total > limit:
+                    raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")
+                if len(batch_t) == batch:
+                    yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
+                    batch_t, batch_s, batch_o = [], [], []
     if batch_t:
         yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
-
-
-#: Evaluations of the ES run that gives a time-limited exact search its first incumbent.
-INCUMBENT_BUDGET = 2000
-
-
-def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp",
-                    time_limit: float | None = None) -> MappingResult:
-    """The optimum of ``objective`` over the whole encoded mapspace, or the best within ``time_limit`` seconds.
-
-    The space: every spatial split of the array's axes and every DRAM / L2 / L1 split of each dim into no-waste
-    factors (``ceil(r / f)`` takes each value once, at its smallest ``f``), every order of the loops with a
-    factor > 1 at DRAM and at L2 (the L1 order changes no count: the innermost level serves every MAC).
-    The ES (:data:`INCUMBENT_BUDGET` evaluations) runs first and its mapping is the incumbent. Pruning is safe:
-    capacity drops only invalid mappings (:func:`enumerate_mappings` with ``prune``), and a tiling whose
-    :class:`hwmodel.tiling_bound.TilingBound` (a bound on every loop order of it) cannot beat the incumbent has
-    none of its orders evaluated. ``proven`` tells whether the space was exhausted; ``certified_bound`` is then the
-    optimum, otherwise the objective of :func:`hwmodel.bounds.lower_bound` (nothing unexplored can beat it);
-    ``tilings_skipped`` counts the tilings the bound ruled out. ``ValueError`` when nothing is valid."""
-    import time
-
-    from hwmodel.bounds import lower_bound
-    from hwmodel.costmodel import evaluate_batch
-    from hwmodel.tiling_bound import TilingBound
-
-    metric = get_objective(objective).family_column
-    start = time.perf_counter()
-    best_fit, best_map, evals, proven = np.inf, None, 0, True
-    try:  # an incumbent first: the bound prunes against it, and a search cut short is never worse than the ES
-        es = search_mapping(layer, accel, objective, budget=INCUMBENT_BUDGET, seed=0)
-        best_fit, best_map, evals = es.fitness, es.mapping, es.evaluations
-    except ValueError:
-        pass
-    bound = TilingBound(layer, accel)
-    skipped = 0
-
-    class TimeUp(Exception):
-        """The time limit passed while the bound was skipping tilings (no batch to evaluate in between)."""
-
-    def cannot_improve(temporal: np.ndarray, spatial: np.ndarray) -> bool:
-        nonlocal skipped
-        if time_limit is not None and time.perf_counter() - start > time_limit:
-            raise TimeUp
-        # (1 - 1e-9): the bound is computed apart from the kernel; a rounding tie must not hide a better mapping
-        hopeless = objective_value(bound(temporal, spatial), objective) * (1 - 1e-9) >= best_fit
-        skipped += hopeless
-        return hopeless
-
-    try:
-        for t, s, o in enumerate_mappings(layer, accel, limit=None, prune=True, batch=8192,
-                                          skip_tiling=cannot_improve):
-            codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
-            evals += len(t)
-            fit = np.where(codes == 0, metrics[:, metric], np.inf)
-            i = int(np.argmin(fit))
-            if fit[i] < best_fit:
-                best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
-            if time_limit is not None and time.perf_counter() - start > time_limit:
-                raise TimeUp
-    except TimeUp:
-        proven = False
-    if best_map is None:
-        raise ValueError(f"no valid mapping of {layer} on {accel.name}" + ("" if proven else " within the time limit"))
-    certified = best_fit if proven else objective_value(lower_bound(layer, accel), objective)
-    return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "optimal", [best_fit], objective,
-                         proven=proven, certified_bound=certified, tilings_skipped=skipped)
-
-
-def exhaustive_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp") -> MappingResult:
-    """The optimum over the whole encoded space: :func:`optimal_mapping` without a time limit."""
-    return optimal_mapping(layer, accel, objective)

@@ -2,7 +2,7 @@
 
 A *tiling* fixes a 3-level mapping's factors (DRAM, L2 and L1 temporal factors per dim, the array unroll) and
 leaves the loop orders open. :func:`tiling_bound` bounds cycles and energy of every order of it, so the exact
-mapper (:func:`hwmodel.search.optimal_mapping`) skips the orders of a tiling whose bound cannot beat the
+mapper (:func:`hwmodel.exact_mapper.optimal_mapping`) skips the orders of a tiling whose bound cannot beat the
 incumbent. It is derived from the counting rules the model implements (Timeloop's: ``shared/ARCHITECTURE.md``;
 the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
 
@@ -60,29 +60,9 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-@dataclass(frozen=True)
-class _Dim:
-    """One dim of a tiling: its size, the factors above the L1 tile (``outer``) and the L1 tile's factor."""
-
-    size: int
-    tile: int  # indices one L1 tile spans (the L1 factor)
-    l2_tile: int  # indices one L2 tile spans (L2 factor * array unroll * L1 factor)
-
-    @property
-    def l1_steps(self) -> int:
-        """Steps of the loops above L1, over all PEs, whose L1 tile has a valid index of this dim."""
-        return _ceil_div(self.size, self.tile)
-
-    @property
-    def l2_steps(self) -> int:
-        return _ceil_div(self.size, self.l2_tile)
-
-
-def _window_sum(a: _Dim, b: _Dim, steps: str, stride: int, dilation: int) -> int:
-    """Sum over all (p-tile, r-tile) step pairs of the bounding-box rows of an input tile:
-    ``(e_p - 1) * stride + (e_r - 1) * dilation + 1`` over pairs with both extents > 0, in closed form."""
-    va, vb = getattr(a, steps), getattr(b, steps)
-    return vb * (a.size - va) * stride + va * (b.size - vb) * dilation + va * vb
+#: One dim's factors in a tiling: (DRAM, L2, L1) temporal factors.
+Option = tuple[int, int, int]
+T0, T1, T2 = 0, 1, 2
 
 
 @lru_cache(maxsize=65536)
@@ -99,9 +79,18 @@ def _pe_index_counts(size: int, tile: int, unroll: int) -> tuple[int, ...]:
     return tuple(counts)
 
 
+def _window_sum(size_a: int, steps_a: int, size_b: int, steps_b: int, stride: int, dilation: int) -> int:
+    """Sum over all (p-tile, r-tile) step pairs of the bounding-box rows of an input tile:
+    ``(e_p - 1) * stride + (e_r - 1) * dilation + 1`` over pairs with both extents > 0, in closed form
+    (``sum e_p = size_a`` over the ``steps_a`` non-empty p-tiles)."""
+    return steps_b * (size_a - steps_a) * stride + steps_a * (size_b - steps_b) * dilation + steps_a * steps_b
+
+
 class TilingBound:
     """``bound(temporal, spatial)`` -> :class:`LowerBound` of every loop order of that tiling of ``layer`` on
-    ``accel`` (3 x 8 temporal factors, rows DRAM / L2 / L1; array-axes x 8 unroll)."""
+    ``accel`` (3 x 8 temporal factors, rows DRAM / L2 / L1; array-axes x 8 unroll). ``bound.over(options,
+    unroll)`` bounds every tiling that takes one of ``options[d]`` for each dim ``d`` (the exact mapper's
+    partial assignments: each per-dim factor of a term is minimised over the dim's options)."""
 
     def __init__(self, layer: Layer, accel: Accelerator) -> None:
         from hwmodel.family import L1_LEVEL, L2_LEVEL, family_hierarchy
@@ -138,63 +127,77 @@ class TilingBound:
         cols = distinct_window_rows(self.layer.Q, self.layer.S, self.stride[1], self.dilation[1])
         return self.layer.N * self.layer.G * self.layer.C * rows * cols
 
-    # --- fills ------------------------------------------------------------------------------------------------
+    # --- per-dim factors, each minimised over the dim's options -------------------------------------------
 
-    def _refetch(self, t: int, dims: list[_Dim], steps: str) -> int:
+    def _steps(self, d: int, o: Option, unroll: int, level: str) -> int:
+        """Steps of the loops above the level whose tile has a valid index of dim ``d``."""
+        span = o[T2] if level == "l1" else o[T1] * unroll * o[T2]
+        return _ceil_div(self.sizes[d], span)
+
+    def _refetch(self, t: int, options: list[list[Option]], unroll: list[int], level: str) -> int:
         """Fills of tensor ``t`` when every step of the loops above the level refills its whole tile."""
         total = 1
         for d in range(8):
             if t == INPUTS and d in WINDOW_DIMS:
                 continue
-            total *= dims[d].size if d in INDEXED_BY[t] else getattr(dims[d], steps)
+            total *= self.sizes[d] if d in INDEXED_BY[t] else min(self._steps(d, o, unroll[d], level)
+                                                                   for o in options[d])
         if t == INPUTS:
-            total *= _window_sum(dims[P], dims[R], steps, self.stride[0], self.dilation[0])
-            total *= _window_sum(dims[Q], dims[S], steps, self.stride[1], self.dilation[1])
+            for (a, b), stride, dilation in zip(((P, R), (Q, S)), self.stride, self.dilation):
+                total *= min(_window_sum(self.sizes[a], self._steps(a, oa, unroll[a], level),
+                                         self.sizes[b], self._steps(b, ob, unroll[b], level), stride, dilation)
+                             for oa in options[a] for ob in options[b])
         return total
 
-    def _l1_footprint(self, t: int, dims: list[_Dim], unroll: list[int]) -> int:
+    def _l1_footprint(self, t: int, options: list[list[Option]], unroll: list[int]) -> int:
         """Elements of ``t`` the PEs receive at least once each (summed over PEs)."""
         total = 1
         for d in range(8):
             if t == INPUTS and d in WINDOW_DIMS:
                 continue
             if d in INDEXED_BY[t]:
-                total *= dims[d].size
+                total *= self.sizes[d]
             else:  # array positions along d that do some work hold their own copy
-                total *= sum(1 for c in _pe_index_counts(dims[d].size, dims[d].tile, unroll[d]) if c > 0)
+                total *= min(sum(1 for c in _pe_index_counts(self.sizes[d], o[T2], unroll[d]) if c > 0)
+                             for o in options[d])
         if t == INPUTS:
             for a, b in ((P, R), (Q, S)):
-                ca = _pe_index_counts(dims[a].size, dims[a].tile, unroll[a])
-                cb = _pe_index_counts(dims[b].size, dims[b].tile, unroll[b])
-                total *= sum(x + y - 1 for x in ca for y in cb if x > 0 and y > 0)
+                total *= min(sum(x + y - 1 for x in _pe_index_counts(self.sizes[a], oa[T2], unroll[a])
+                                 for y in _pe_index_counts(self.sizes[b], ob[T2], unroll[b]) if x > 0 and y > 0)
+                             for oa in options[a] for ob in options[b])
         return total
 
-    def _fills(self, dims: list[_Dim], candidates: list[int], steps: str, floor: list[int]) -> list[list[int]]:
-        """Per choice of the innermost loop ``X`` among ``candidates``: each tensor's fill bound."""
-        if not candidates:
-            return [floor]
-        out = []
-        for x in candidates:
-            row = []
-            for t in range(3):
-                whole = x in INDEXED_BY[t] and not (t == INPUTS and x in WINDOW_DIMS)
-                row.append(max(floor[t], self._refetch(t, dims, steps)) if whole else floor[t])
-            out.append(row)
+    @staticmethod
+    def _fills(candidates: set[int], none_possible: bool, floor: list[int],
+               refetch: list[int]) -> list[list[int]]:
+        """Each tensor's fill bound per possible innermost loop ``X`` (and with no loop above, if possible)."""
+        out = [floor] if none_possible or not candidates else []
+        for x in sorted(candidates):
+            out.append([max(floor[t], refetch[t]) if x in INDEXED_BY[t] and not (t == INPUTS and x in WINDOW_DIMS)
+                        else floor[t] for t in range(3)])
         return out
 
     # --- the bound ------------------------------------------------------------------------------------------
 
     def __call__(self, temporal: np.ndarray, spatial: np.ndarray) -> LowerBound:
-        temporal = np.asarray(temporal)
-        spatial = np.asarray(spatial)
-        unroll = [int(np.prod(spatial[:, d])) for d in range(8)]
-        dims = [_Dim(self.sizes[d], int(temporal[L1_ROW, d]),
-                     int(temporal[L2_ROW, d]) * unroll[d] * int(temporal[L1_ROW, d])) for d in range(8)]
-        l2_loops = [d for d in range(8) if temporal[L2_ROW, d] > 1]
-        dram_loops = [d for d in range(8) if temporal[DRAM_ROW, d] > 1]
-        l1_floor = [self._l1_footprint(t, dims, unroll) for t in range(3)]
-        l1_options = self._fills(dims, l2_loops or dram_loops, "l1_steps", l1_floor)
-        l2_options = self._fills(dims, dram_loops, "l2_steps", self.compulsory)
+        temporal, spatial = np.asarray(temporal), np.asarray(spatial)
+        options = [[(int(temporal[DRAM_ROW, d]), int(temporal[L2_ROW, d]), int(temporal[L1_ROW, d]))]
+                   for d in range(8)]
+        return self.over(options, [int(np.prod(spatial[:, d])) for d in range(8)])
+
+    def over(self, options: list[list[Option]], unroll: list[int]) -> LowerBound:
+        """The bound of every tiling choosing, per dim ``d``, one of ``options[d]`` with array unroll ``unroll``."""
+        l2_maybe = {d for d in range(8) if any(o[T1] > 1 for o in options[d])}
+        dram_maybe = {d for d in range(8) if any(o[T0] > 1 for o in options[d])}
+        l2_surely = any(all(o[T1] > 1 for o in options[d]) for d in range(8))
+        no_l2_possible = all(any(o[T1] == 1 for o in options[d]) for d in range(8))
+        no_dram_possible = all(any(o[T0] == 1 for o in options[d]) for d in range(8))
+        l1_candidates = l2_maybe | (dram_maybe if not l2_surely else set())
+        l1_floor = [self._l1_footprint(t, options, unroll) for t in range(3)]
+        l1_options = self._fills(l1_candidates, no_l2_possible and no_dram_possible, l1_floor,
+                                 [self._refetch(t, options, unroll, "l1") for t in range(3)])
+        l2_options = self._fills(dram_maybe, no_dram_possible, self.compulsory,
+                                 [self._refetch(t, options, unroll, "l2") for t in range(3)])
         e_l1 = min(sum(f[t] * self.e_fill_l1[t] for t in range(3)) for f in l1_options)
 
         def dram_part(f: list[int]) -> float:
@@ -206,21 +209,25 @@ class TilingBound:
         dram_reads = min(f[WEIGHTS] * self.outer_words[WEIGHTS] + f[INPUTS] * self.outer_words[INPUTS]
                          + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.outer_words[OUTPUTS]
                          for f in l2_options)
-        cycles = max(self._compute(temporal), math.ceil(dram_reads / self.accel.dram_bandwidth - 1e-9))
+        cycles = max(self._compute(options), math.ceil(dram_reads / self.accel.dram_bandwidth - 1e-9))
         return LowerBound(cycles=float(max(cycles, self.global_bound.cycles)),
                           energy_pj=float(max(energy, self.global_bound.energy_pj)))
 
-    def _compute(self, temporal: np.ndarray) -> float:
-        compute = float(np.prod(temporal.astype(np.float64)))
+    def _compute(self, options: list[list[Option]]) -> float:
+        compute = float(math.prod(min(o[T0] * o[T1] * o[T2] for o in options[d]) for d in range(8)))
         if self.lanes > 1:
-            red = int(temporal[L1_ROW, C] * temporal[L1_ROW, R] * temporal[L1_ROW, S])
-            compute = compute / red * math.ceil(red / self.lanes)
+            # fused MAC lanes take the L1 reduction loops (C, R, S): ceil(red / lanes) cycles for red iterations
+            if all(len(options[d]) == 1 for d in (C, R, S)):
+                red = options[C][0][T2] * options[R][0][T2] * options[S][0][T2]
+                compute = compute / red * math.ceil(red / self.lanes)
+            else:
+                compute /= self.lanes
         compute *= self.passes
         if self.systolic:
             skew_axes = sum(a - 1 for a in self.array)
             folds_skew = []
             for t in range(3):
-                folds = math.prod(int(temporal[DRAM_ROW, d] * temporal[L2_ROW, d]) for d in INDEXED_BY[t])
+                folds = math.prod(min(o[T0] * o[T1] for o in options[d]) for d in INDEXED_BY[t])
                 skew = skew_axes + (0 if t == OUTPUTS else self.array[0])
                 folds_skew.append(folds * skew - 1)
             compute += max(0, min(folds_skew))

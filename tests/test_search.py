@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 import hwmodel as hw
 from hwmodel.accel_search import ACCEL_GENES, AcceleratorSearch, Budget, decode_accelerator, search_accelerator
 from hwmodel.report import best_template
-from hwmodel.search import exhaustive_mapping, search_mapping
+from hwmodel.search import search_mapping
 
 SMALL = hw.Accelerator(name="small", array=(2, 2), connectivity=(("C", "K"), ("P", "Q")), l1_words=24,
                        l2_bytes=400, noc_bandwidth=2, dram_bandwidth=1)
@@ -25,7 +25,7 @@ SMALL = hw.Accelerator(name="small", array=(2, 2), connectivity=(("C", "K"), ("P
     hw.Layer(K=1, C=1, G=4, P=3, Q=3, R=2, S=2, name="dw"),
 ])
 def test_es_within_5pct_of_exhaustive(layer, objective):
-    exact = exhaustive_mapping(layer, SMALL, objective)
+    exact = search_mapping(layer, SMALL, objective, method="exhaustive")
     for seed in range(2):
         found = search_mapping(layer, SMALL, objective, budget=3000, seed=seed, include_templates=False)
         assert found.fitness <= 1.05 * exact.fitness

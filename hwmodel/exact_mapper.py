@@ -1,0 +1,130 @@
+"""The exact mapper of the 3-level accelerators: branch and bound over tilings, every loop order of the survivors.
+
+The space (:func:`hwmodel.search.tiling_space`): every spatial split of the array's axes, every DRAM / L2 / L1
+split of each dim into no-waste factors (``ceil(r / f)`` takes each value once, at its smallest ``f``), and every
+order of the loops with a factor > 1 at DRAM and at L2 (the L1 order changes no count: the innermost level serves
+every MAC). The walk assigns one dim's factors at a time (the dims with most options first) and drops a partial
+tiling when
+
+* its tiles already overflow L1 or L2 with the unassigned dims at factor 1 (tiles only grow with a factor), or
+* :meth:`hwmodel.tiling_bound.TilingBound.over` -- a bound on every completion and every loop order -- cannot beat
+  the incumbent (the ES's mapping first, then the best evaluated).
+
+Both only drop mappings that are invalid or cannot be strictly better, so an exhausted walk proves the optimum.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from hwmodel.accelerator import Accelerator
+from hwmodel.bounds import LowerBound, lower_bound
+from hwmodel.costmodel import evaluate, evaluate_batch
+from hwmodel.layer import Layer
+from hwmodel.mapping import Mapping
+from hwmodel.objectives import Objective, get_objective
+from hwmodel.report import objective_value
+from hwmodel.search import MappingResult, TilingSpace, enumerate_mappings, search_mapping, tiling_space
+from hwmodel.tiling_bound import TilingBound
+
+#: Evaluations of the ES run that gives the exact search its first incumbent.
+INCUMBENT_BUDGET = 2000
+#: A bound this close above the incumbent still counts as able to beat it: the bound is computed apart from the
+#: kernel, and a rounding difference must not hide a better mapping.
+BOUND_SLACK = 1e-9
+
+
+class _TimeUp(Exception):
+    """The time limit passed inside the walk (possibly with no batch evaluated in between)."""
+
+
+def bounded_tilings(space: TilingSpace, fits: Callable[[np.ndarray, np.ndarray], bool], bound: TilingBound,
+                    score: Callable[[LowerBound], float], hopeless: Callable[[LowerBound], bool],
+                    frontier: list[float]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """The ``(temporal, spatial)`` tilings of ``space`` that fit and whose bound ``hopeless`` does not reject,
+    by depth-first assignment of one dim at a time with the bound of each partial tiling (module docstring).
+
+    Spatial splits go in ascending order of their bound's ``score``; ``frontier[0]`` is kept at the score of the
+    split being walked, so when the walk stops early no mapping it has not ruled out scores below it."""
+    roots = []
+    for sp, per_dim in space:
+        if all(per_dim):
+            unroll = [int(sp[:, d].prod()) for d in range(8)]
+            roots.append((score(bound.over(per_dim, unroll)), len(roots), sp, per_dim, unroll))
+    roots.sort(key=lambda root: root[:2])
+    for root_score, _, sp, per_dim, unroll in roots:
+        frontier[0] = root_score
+        if hopeless(bound.over(per_dim, unroll)):
+            break  # ascending: no later split can do better either
+        order = sorted(range(8), key=lambda d: -len(per_dim[d]))
+        chosen = list(per_dim)
+        temporal = np.ones((3, 8), dtype=np.int64)
+
+        def walk(k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+            if k == len(order):
+                yield temporal.copy(), sp
+                return
+            d = order[k]
+            for option in per_dim[d]:
+                temporal[:, d] = option
+                chosen[d] = [option]
+                if fits(temporal, sp) and not hopeless(bound.over(chosen, unroll)):
+                    yield from walk(k + 1)
+            temporal[:, d] = 1
+            chosen[d] = per_dim[d]
+
+        yield from walk(0)
+
+
+def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp",
+                    time_limit: float | None = None) -> MappingResult:
+    """The optimum of ``objective`` over the whole encoded mapspace, or the best within ``time_limit`` seconds.
+
+    The ES (:data:`INCUMBENT_BUDGET` evaluations) runs first and its mapping is the first incumbent; then
+    :func:`bounded_tilings` and every loop order of each tiling it keeps. ``proven`` tells whether the walk
+    finished; ``certified_bound`` is then the optimum, otherwise the least bound of the spatial splits not yet
+    walked through (at least :func:`hwmodel.bounds.lower_bound`'s; nothing unexplored can beat it). ``tilings_skipped`` counts the partial
+    tilings the bound rejected. ``ValueError`` when nothing is valid."""
+    metric = get_objective(objective).family_column
+    start = time.perf_counter()
+    best_fit, best_map, evals, proven = np.inf, None, 0, True
+    try:
+        es = search_mapping(layer, accel, objective, budget=INCUMBENT_BUDGET, seed=0)
+        best_fit, best_map, evals = es.fitness, es.mapping, es.evaluations
+    except ValueError:
+        pass
+    bound = TilingBound(layer, accel)
+    skipped = 0
+
+    def hopeless(b: LowerBound) -> bool:
+        nonlocal skipped
+        if time_limit is not None and time.perf_counter() - start > time_limit:
+            raise _TimeUp
+        rejected = objective_value(b, objective) * (1 - BOUND_SLACK) >= best_fit
+        skipped += rejected
+        return rejected
+
+    fits, space = tiling_space(layer, accel, prune=True)
+    frontier = [np.inf]  # the least bound score of what the walk has not ruled out
+    try:
+        for t, s, o in enumerate_mappings(layer, accel, limit=None, batch=2048, tilings=bounded_tilings(
+                space, fits, bound, lambda b: objective_value(b, objective), hopeless, frontier)):
+            codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
+            evals += len(t)
+            fit = np.where(codes == 0, metrics[:, metric], np.inf)
+            i = int(np.argmin(fit))
+            if fit[i] < best_fit:
+                best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+            if time_limit is not None and time.perf_counter() - start > time_limit:
+                raise _TimeUp
+    except _TimeUp:
+        proven = False
+    if best_map is None:
+        raise ValueError(f"no valid mapping of {layer} on {accel.name}" + ("" if proven else " within the time limit"))
+    certified = best_fit if proven else max(objective_value(lower_bound(layer, accel), objective),
+                                             min(best_fit, frontier[0]))
+    return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "optimal", [best_fit], objective,
+                         proven=proven, certified_bound=certified, tilings_skipped=skipped)
