@@ -12,7 +12,9 @@ Each bound relaxes the cost model rather than approximating it, so it holds for 
   bounded by 0); every needed element is filled into L1 and delivered over the NoC at least once, read
   from (weights, inputs) or written to (outputs) L2 at least once, and each DRAM word is also an L2 fill;
   energies per access are the family hierarchy's (:func:`hwmodel.family.family_hierarchy`), per element at the
-  layer's widths (:mod:`hwmodel.precision`); fused MAC lanes divide the compute bound, wide products multiply it.
+  layer's widths (:mod:`hwmodel.precision`); fused MAC lanes divide the compute bound, wide products multiply it;
+* cycles: the compute bound, with the DRAM traffic over the DRAM bandwidth and the compulsory words over the
+  L2's network, added where the level they fill has no double buffering (:func:`network_cycles`).
 """
 
 from __future__ import annotations
@@ -155,9 +157,15 @@ def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
     energy += (dram_words - compulsory) * (dram.read_pj + min(l2.read_pj, l2.fill_pj))
     # fused MAC lanes take at most `lanes` iterations per cycle; a wide product takes `passes` cycles
     compute = math.ceil(min_compute_cycles(layer, accel) / hier.mac_lanes) * hier.mac_passes
-    cycles = max(
-        compute,
-        math.ceil(dram_words / accel.dram_bandwidth),
-        math.ceil(compulsory / accel.noc_bandwidth),
-    )
-    return LowerBound(cycles=float(cycles), energy_pj=float(energy))
+    return LowerBound(cycles=network_cycles(compute, dram_words, compulsory, accel), energy_pj=float(energy))
+
+
+def network_cycles(compute: float, dram_words: float, l2_words: float, accel: Accelerator) -> float:
+    """Cycles of ``compute`` MAC cycles with at least ``dram_words`` over the DRAM network and ``l2_words`` over
+    the L2's network (Timeloop's timing): a level without double buffering stalls while its parent's network
+    fills it (the transfer adds to the cycles), a double-buffered one overlaps it (the larger counts)."""
+    dram_net = math.ceil(dram_words / accel.dram_bandwidth - 1e-9)
+    l2_net = math.ceil(l2_words / accel.noc_bandwidth - 1e-9)
+    l1_stalls, l2_stalls = (not flag for flag in accel.double_buffer)
+    overlapped = max(compute, 0 if l2_stalls else dram_net, 0 if l1_stalls else l2_net)
+    return float(overlapped + (dram_net if l2_stalls else 0) + (l2_net if l1_stalls else 0))

@@ -22,12 +22,16 @@ the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
 * The same argument one level up, with ``X'`` the innermost DRAM loop > 1 and the L2's tile (all loops below
   the DRAM), bounds the L2's fills from DRAM; outputs' DRAM reads are those fills less the first write of each.
 * Energy: every MAC's L1 accesses (as :func:`hwmodel.bounds.lower_bound`), the L1 fills plus their NoC words,
-  one L2 access per compulsory word for the L1s, each L2 fill with its DRAM access. Per access and per element
+  the L2 accesses serving those fills (each shared at most by the PEs whose tiles can be identical: those apart
+  only along dims that do not index the tensor; for inputs one diagonal of the window positions), each L2 fill
+  with its DRAM access. Per access and per element
   energies are the family hierarchy's at the layer's widths.
 * Cycles: the tiling's compute cycles (all temporal factors, fused MAC lanes over the L1 reduction loops,
   passes of wide products), plus on a systolic array a skew per fold, where the folds are at least the product
-  of the DRAM and L2 factors of the dims that index the tensor the array holds (whichever it is); and the DRAM
-  reads over the DRAM bandwidth.
+  of the DRAM and L2 factors of the dims that index the tensor the array holds (whichever it is). The words over
+  the DRAM network (the L2's fills, outputs' re-reads) and over the L2's network (the accesses above) over their
+  bandwidths: added to the compute cycles where the level they fill has no double buffering (it stalls), else
+  overlapped with them.
 
 The result is the component-wise larger of this and :func:`hwmodel.bounds.lower_bound`, both valid for every
 order. ``tests/test_tiling_bound.py`` checks it against every order of small tilings and against random mappings.
@@ -42,7 +46,7 @@ from functools import lru_cache
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.bounds import LowerBound, lower_bound
+from hwmodel.bounds import LowerBound, lower_bound, network_cycles
 from hwmodel.layer import DIMS, Layer
 from hwmodel.precision import resolve_precision
 
@@ -77,6 +81,14 @@ def _pe_index_counts(size: int, tile: int, unroll: int) -> tuple[int, ...]:
         last_is_mine = chunks > 0 and (chunks - 1) % unroll == pos
         counts.append(mine * tile - (chunks * tile - size if last_is_mine else 0))
     return tuple(counts)
+
+
+@lru_cache(maxsize=65536)
+def _dram_steps(size: int, t0: int, t1: int, unroll: int, tile: int) -> int:
+    """(DRAM index, array position) pairs of a dim whose L2-and-below part has a valid index: the steps of a
+    tensor's DRAM loop over this dim, summed over PEs, when the dim's L2 loop iterates below (its smallest index
+    ``((i0 * t1) * unroll + pos) * tile`` must be valid)."""
+    return sum(1 for pos in range(unroll) for i0 in range(t0) if ((i0 * t1) * unroll + pos) * tile < size)
 
 
 def _window_sum(size_a: int, steps_a: int, size_b: int, steps_b: int, stride: int, dilation: int) -> int:
@@ -167,14 +179,25 @@ class TilingBound:
                              for oa in options[a] for ob in options[b])
         return total
 
+    def _stationary(self, t: int, options: list[list[Option]], unroll: list[int]) -> int:
+        """L1 fills of a weights or outputs tensor ``t`` whose innermost indexing loop is an L2 loop: every DRAM
+        loop is then above it, so each DRAM step (per PE) refills its whole tile."""
+        total = 1
+        for d in range(8):
+            total *= self.sizes[d] if d in INDEXED_BY[t] else min(
+                _dram_steps(self.sizes[d], o[T0], o[T1], unroll[d], o[T2]) for o in options[d])
+        return total
+
     @staticmethod
-    def _fills(candidates: set[int], none_possible: bool, floor: list[int],
-               refetch: list[int]) -> list[list[int]]:
-        """Each tensor's fill bound per possible innermost loop ``X`` (and with no loop above, if possible)."""
+    def _fills(candidates: set[int], none_possible: bool, floor: list[int], refetch: list[int],
+               held: list[int] | None = None) -> list[list[int]]:
+        """Each tensor's fill bound per possible innermost loop ``X`` (and with no loop above, if possible).
+        ``held[t]``: the bound of a tensor ``X`` does not index (the one the level keeps), else its floor."""
         out = [floor] if none_possible or not candidates else []
         for x in sorted(candidates):
             out.append([max(floor[t], refetch[t]) if x in INDEXED_BY[t] and not (t == INPUTS and x in WINDOW_DIMS)
-                        else floor[t] for t in range(3)])
+                        else floor[t] if held is None or x in INDEXED_BY[t] else max(floor[t], held[t])
+                        for t in range(3)])
         return out
 
     # --- the bound ------------------------------------------------------------------------------------------
@@ -194,22 +217,38 @@ class TilingBound:
         no_dram_possible = all(any(o[T0] == 1 for o in options[d]) for d in range(8))
         l1_candidates = l2_maybe | (dram_maybe if not l2_surely else set())
         l1_floor = [self._l1_footprint(t, options, unroll) for t in range(3)]
+        # a weights / outputs tensor that an L2 loop surely indexes has its innermost indexing loop at L2
+        held = [self._stationary(t, options, unroll)
+                if t != INPUTS and any(all(o[T1] > 1 for o in options[d]) for d in INDEXED_BY[t]) else 0
+                for t in range(3)]
         l1_options = self._fills(l1_candidates, no_l2_possible and no_dram_possible, l1_floor,
-                                 [self._refetch(t, options, unroll, "l1") for t in range(3)])
+                                 [self._refetch(t, options, unroll, "l1") for t in range(3)], held)
         l2_options = self._fills(dram_maybe, no_dram_possible, self.compulsory,
                                  [self._refetch(t, options, unroll, "l2") for t in range(3)])
-        e_l1 = min(sum(f[t] * self.e_fill_l1[t] for t in range(3)) for f in l1_options)
+        # the L2 serves the L1 fills (weights, inputs: reads; outputs: updates), each read shared at most by the
+        # PEs whose tiles can be identical: those apart only along dims not indexing the tensor (for inputs, one
+        # diagonal of the (P, R) and (Q, S) positions at most)
+        shared = [math.prod(unroll[d] for d in range(8) if d not in INDEXED_BY[t]) for t in (WEIGHTS, OUTPUTS)]
+        shared.insert(INPUTS, unroll[K] * min(unroll[P], unroll[R]) * min(unroll[Q], unroll[S]))
+
+        def l2_served(f: list[int]) -> list[int]:
+            return [max(self.compulsory[t], _ceil_div(f[t], shared[t])) for t in range(3)]
+
+        e_l1 = min(sum(f[t] * self.e_fill_l1[t] + served * self.e_l2[t] for t, served in enumerate(l2_served(f)))
+                   for f in l1_options)
 
         def dram_part(f: list[int]) -> float:
             return (sum(f[t] * self.e_fill_l2[t] for t in range(3))
                     + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.e_dram_read[OUTPUTS])
 
         e_outer = min(dram_part(f) for f in l2_options)
-        energy = self.e_macs + e_l1 + sum(self.compulsory[t] * self.e_l2[t] for t in range(3)) + e_outer
-        dram_reads = min(f[WEIGHTS] * self.outer_words[WEIGHTS] + f[INPUTS] * self.outer_words[INPUTS]
+        energy = self.e_macs + e_l1 + e_outer
+        # words over the DRAM network: the L2's fills (DRAM reads; outputs: updates) and outputs' re-reads
+        dram_words = min(sum(f[t] * self.outer_words[t] for t in range(3))
                          + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.outer_words[OUTPUTS]
                          for f in l2_options)
-        cycles = max(self._compute(options), math.ceil(dram_reads / self.accel.dram_bandwidth - 1e-9))
+        l2_words = min(sum(served * self.outer_words[t] for t, served in enumerate(l2_served(f))) for f in l1_options)
+        cycles = network_cycles(self._compute(options), dram_words, l2_words, self.accel)
         return LowerBound(cycles=float(max(cycles, self.global_bound.cycles)),
                           energy_pj=float(max(energy, self.global_bound.energy_pj)))
 

@@ -18,6 +18,7 @@ from hwmodel.tiling_bound import TilingBound
 SMALL = hw.Accelerator(name="small", array=(2, 2), connectivity=(("C", "K"), ("P", "Q")), l1_words=24,
                        l2_bytes=400, noc_bandwidth=2, dram_bandwidth=1)
 ACCELS = {"small": SMALL, "systolic": SMALL.with_(name="small-systolic", systolic=True),
+          "single-buffered": SMALL.with_(name="small-single-buffered", double_buffer=(False, False)),
           "partitioned-l1": SMALL.with_(name="small-partitioned", l1_partition=(8, 8, 8))}
 LAYERS = [
     hw.Layer(K=4, C=3, P=4, Q=2, R=3, name="conv"),
