@@ -27,8 +27,14 @@ from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import Objective, get_objective
 from hwmodel.report import objective_value
-from hwmodel.search import MappingResult, TilingSpace, enumerate_mappings, search_mapping, tiling_space
-from hwmodel.tiling_bound import TilingBound
+from hwmodel.search import (
+    MappingResult,
+    TilingSpace,
+    enumerate_mappings,
+    search_mapping,
+    tiling_space,
+)
+from hwmodel.tiling_bound import Option, TilingBound
 
 #: Evaluations of the ES run that gives the exact search its first incumbent.
 INCUMBENT_BUDGET = 2000
@@ -60,23 +66,26 @@ def bounded_tilings(space: TilingSpace, fits: Callable[[np.ndarray, np.ndarray],
         if hopeless(bound.over(per_dim, unroll)):
             break  # ascending: no later split can do better either
         order = sorted(range(8), key=lambda d: -len(per_dim[d]))
-        chosen = list(per_dim)
-        temporal = np.ones((3, 8), dtype=np.int64)
+        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), list(per_dim), per_dim, sp, unroll, fits, bound,
+                         hopeless)
 
-        def walk(k: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-            if k == len(order):
-                yield temporal.copy(), sp
-                return
-            d = order[k]
-            for option in per_dim[d]:
-                temporal[:, d] = option
-                chosen[d] = [option]
-                if fits(temporal, sp) and not hopeless(bound.over(chosen, unroll)):
-                    yield from walk(k + 1)
-            temporal[:, d] = 1
-            chosen[d] = per_dim[d]
 
-        yield from walk(0)
+def _walk(k: int, order: list[int], temporal: np.ndarray, chosen: list[list[Option]], per_dim: list[list[Option]],
+          sp: np.ndarray, unroll: list[int], fits: Callable[[np.ndarray, np.ndarray], bool], bound: TilingBound,
+          hopeless: Callable[[LowerBound], bool]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Depth-first: the ``k``-th dim of ``order`` takes each of its options in turn (``temporal`` and ``chosen``
+    hold the partial tiling; unassigned dims are at factor 1 in ``temporal`` and free in ``chosen``)."""
+    if k == len(order):
+        yield temporal.copy(), sp
+        return
+    d = order[k]
+    for option in per_dim[d]:
+        temporal[:, d] = option
+        chosen[d] = [option]
+        if fits(temporal, sp) and not hopeless(bound.over(chosen, unroll)):
+            yield from _walk(k + 1, order, temporal, chosen, per_dim, sp, unroll, fits, bound, hopeless)
+    temporal[:, d] = 1
+    chosen[d] = per_dim[d]
 
 
 def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp",

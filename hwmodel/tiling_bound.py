@@ -40,8 +40,8 @@ order. ``tests/test_tiling_bound.py`` checks it against every order of small til
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -98,6 +98,64 @@ def _window_sum(size_a: int, steps_a: int, size_b: int, steps_b: int, stride: in
     return steps_b * (size_a - steps_a) * stride + steps_a * (size_b - steps_b) * dilation + steps_a * steps_b
 
 
+#: Indices of the per-level step counts in the summaries: steps above L1, steps above L2.
+L1_STEPS, L2_STEPS = 0, 1
+
+
+class _DimSummary(NamedTuple):
+    """One dim's factors of the bound, each the least over the dim's options (one option: its own)."""
+
+    compute: int  # temporal iterations t0 * t1 * t2
+    above_l1: int  # DRAM and L2 iterations t0 * t1 (systolic folds)
+    steps: tuple[int, int]  # steps above L1 / above L2 with a valid index (summed over PEs for L1)
+    active: int  # array positions along the dim that do some work
+    dram_steps: int  # DRAM steps with a valid index, summed over array positions (the L2 loop below)
+    l2_maybe: bool  # some option has an L2 loop > 1
+    l2_surely: bool  # every option has one
+    l2_unit_possible: bool
+    dram_maybe: bool
+    dram_unit_possible: bool
+
+
+@lru_cache(maxsize=65536)
+def _dim_summary(size: int, options: tuple[Option, ...], unroll: int) -> _DimSummary:
+    return _DimSummary(
+        compute=min(o[T0] * o[T1] * o[T2] for o in options),
+        above_l1=min(o[T0] * o[T1] for o in options),
+        steps=(min(_ceil_div(size, o[T2]) for o in options),
+               min(_ceil_div(size, o[T1] * unroll * o[T2]) for o in options)),
+        active=min(sum(1 for c in _pe_index_counts(size, o[T2], unroll) if c > 0) for o in options),
+        dram_steps=min(_dram_steps(size, o[T0], o[T1], unroll, o[T2]) for o in options),
+        l2_maybe=any(o[T1] > 1 for o in options), l2_surely=all(o[T1] > 1 for o in options),
+        l2_unit_possible=any(o[T1] == 1 for o in options),
+        dram_maybe=any(o[T0] > 1 for o in options), dram_unit_possible=any(o[T0] == 1 for o in options))
+
+
+class _PairSummary(NamedTuple):
+    """An input window (P with R, or Q with S), least over both dims' options."""
+
+    window: tuple[int, int]  # summed bounding-box rows of the tiles over the steps above L1 / above L2
+    footprint: int  # distinct rows per PE, summed over the PEs (sumset bound)
+
+
+@lru_cache(maxsize=65536)
+def _pair_summary(size_a: int, options_a: tuple[Option, ...], unroll_a: int, size_b: int,
+                  options_b: tuple[Option, ...], unroll_b: int, stride: int, dilation: int) -> _PairSummary:
+    def window(oa: Option, ob: Option, level: int) -> int:
+        span_a = oa[T2] if level == L1_STEPS else oa[T1] * unroll_a * oa[T2]
+        span_b = ob[T2] if level == L1_STEPS else ob[T1] * unroll_b * ob[T2]
+        return _window_sum(size_a, _ceil_div(size_a, span_a), size_b, _ceil_div(size_b, span_b), stride, dilation)
+
+    def footprint(oa: Option, ob: Option) -> int:
+        return sum(x + y - 1 for x in _pe_index_counts(size_a, oa[T2], unroll_a)
+                   for y in _pe_index_counts(size_b, ob[T2], unroll_b) if x > 0 and y > 0)
+
+    pairs = [(oa, ob) for oa in options_a for ob in options_b]
+    return _PairSummary(window=(min(window(oa, ob, L1_STEPS) for oa, ob in pairs),
+                                min(window(oa, ob, L2_STEPS) for oa, ob in pairs)),
+                        footprint=min(footprint(oa, ob) for oa, ob in pairs))
+
+
 class TilingBound:
     """``bound(temporal, spatial)`` -> :class:`LowerBound` of every loop order of that tiling of ``layer`` on
     ``accel`` (3 x 8 temporal factors, rows DRAM / L2 / L1; array-axes x 8 unroll). ``bound.over(options,
@@ -141,52 +199,33 @@ class TilingBound:
 
     # --- per-dim factors, each minimised over the dim's options -------------------------------------------
 
-    def _steps(self, d: int, o: Option, unroll: int, level: str) -> int:
-        """Steps of the loops above the level whose tile has a valid index of dim ``d``."""
-        span = o[T2] if level == "l1" else o[T1] * unroll * o[T2]
-        return _ceil_div(self.sizes[d], span)
-
-    def _refetch(self, t: int, options: list[list[Option]], unroll: list[int], level: str) -> int:
+    def _refetch(self, t: int, dims: list[_DimSummary], pairs: list[_PairSummary], level: int) -> int:
         """Fills of tensor ``t`` when every step of the loops above the level refills its whole tile."""
         total = 1
         for d in range(8):
             if t == INPUTS and d in WINDOW_DIMS:
                 continue
-            total *= self.sizes[d] if d in INDEXED_BY[t] else min(self._steps(d, o, unroll[d], level)
-                                                                   for o in options[d])
+            total *= self.sizes[d] if d in INDEXED_BY[t] else dims[d].steps[level]
         if t == INPUTS:
-            for (a, b), stride, dilation in zip(((P, R), (Q, S)), self.stride, self.dilation):
-                total *= min(_window_sum(self.sizes[a], self._steps(a, oa, unroll[a], level),
-                                         self.sizes[b], self._steps(b, ob, unroll[b], level), stride, dilation)
-                             for oa in options[a] for ob in options[b])
+            total *= pairs[0].window[level] * pairs[1].window[level]
         return total
 
-    def _l1_footprint(self, t: int, options: list[list[Option]], unroll: list[int]) -> int:
-        """Elements of ``t`` the PEs receive at least once each (summed over PEs)."""
+    def _l1_footprint(self, t: int, dims: list[_DimSummary], pairs: list[_PairSummary]) -> int:
+        """Elements of ``t`` the PEs receive at least once each (summed over PEs): array positions along a dim
+        not indexing ``t`` that do some work hold their own copy."""
         total = 1
         for d in range(8):
             if t == INPUTS and d in WINDOW_DIMS:
                 continue
-            if d in INDEXED_BY[t]:
-                total *= self.sizes[d]
-            else:  # array positions along d that do some work hold their own copy
-                total *= min(sum(1 for c in _pe_index_counts(self.sizes[d], o[T2], unroll[d]) if c > 0)
-                             for o in options[d])
+            total *= self.sizes[d] if d in INDEXED_BY[t] else dims[d].active
         if t == INPUTS:
-            for a, b in ((P, R), (Q, S)):
-                total *= min(sum(x + y - 1 for x in _pe_index_counts(self.sizes[a], oa[T2], unroll[a])
-                                 for y in _pe_index_counts(self.sizes[b], ob[T2], unroll[b]) if x > 0 and y > 0)
-                             for oa in options[a] for ob in options[b])
+            total *= pairs[0].footprint * pairs[1].footprint
         return total
 
-    def _stationary(self, t: int, options: list[list[Option]], unroll: list[int]) -> int:
+    def _stationary(self, t: int, dims: list[_DimSummary]) -> int:
         """L1 fills of a weights or outputs tensor ``t`` whose innermost indexing loop is an L2 loop: every DRAM
         loop is then above it, so each DRAM step (per PE) refills its whole tile."""
-        total = 1
-        for d in range(8):
-            total *= self.sizes[d] if d in INDEXED_BY[t] else min(
-                _dram_steps(self.sizes[d], o[T0], o[T1], unroll[d], o[T2]) for o in options[d])
-        return total
+        return math.prod(self.sizes[d] if d in INDEXED_BY[t] else dims[d].dram_steps for d in range(8))
 
     @staticmethod
     def _fills(candidates: set[int], none_possible: bool, floor: list[int], refetch: list[int],
@@ -210,21 +249,24 @@ class TilingBound:
 
     def over(self, options: list[list[Option]], unroll: list[int]) -> LowerBound:
         """The bound of every tiling choosing, per dim ``d``, one of ``options[d]`` with array unroll ``unroll``."""
-        l2_maybe = {d for d in range(8) if any(o[T1] > 1 for o in options[d])}
-        dram_maybe = {d for d in range(8) if any(o[T0] > 1 for o in options[d])}
-        l2_surely = any(all(o[T1] > 1 for o in options[d]) for d in range(8))
-        no_l2_possible = all(any(o[T1] == 1 for o in options[d]) for d in range(8))
-        no_dram_possible = all(any(o[T0] == 1 for o in options[d]) for d in range(8))
+        opts = [tuple(o) for o in options]
+        dims = [_dim_summary(self.sizes[d], opts[d], unroll[d]) for d in range(8)]
+        pairs = [_pair_summary(self.sizes[a], opts[a], unroll[a], self.sizes[b], opts[b], unroll[b], stride, dilation)
+                 for (a, b), stride, dilation in zip(((P, R), (Q, S)), self.stride, self.dilation)]
+        l2_maybe = {d for d in range(8) if dims[d].l2_maybe}
+        dram_maybe = {d for d in range(8) if dims[d].dram_maybe}
+        l2_surely = any(dims[d].l2_surely for d in range(8))
+        no_l2_possible = all(dims[d].l2_unit_possible for d in range(8))
+        no_dram_possible = all(dims[d].dram_unit_possible for d in range(8))
         l1_candidates = l2_maybe | (dram_maybe if not l2_surely else set())
-        l1_floor = [self._l1_footprint(t, options, unroll) for t in range(3)]
+        l1_floor = [self._l1_footprint(t, dims, pairs) for t in range(3)]
         # a weights / outputs tensor that an L2 loop surely indexes has its innermost indexing loop at L2
-        held = [self._stationary(t, options, unroll)
-                if t != INPUTS and any(all(o[T1] > 1 for o in options[d]) for d in INDEXED_BY[t]) else 0
+        held = [self._stationary(t, dims) if t != INPUTS and any(dims[d].l2_surely for d in INDEXED_BY[t]) else 0
                 for t in range(3)]
         l1_options = self._fills(l1_candidates, no_l2_possible and no_dram_possible, l1_floor,
-                                 [self._refetch(t, options, unroll, "l1") for t in range(3)], held)
+                                 [self._refetch(t, dims, pairs, L1_STEPS) for t in range(3)], held)
         l2_options = self._fills(dram_maybe, no_dram_possible, self.compulsory,
-                                 [self._refetch(t, options, unroll, "l2") for t in range(3)])
+                                 [self._refetch(t, dims, pairs, L2_STEPS) for t in range(3)])
         # the L2 serves the L1 fills (weights, inputs: reads; outputs: updates), each read shared at most by the
         # PEs whose tiles can be identical: those apart only along dims not indexing the tensor (for inputs, one
         # diagonal of the (P, R) and (Q, S) positions at most)
@@ -248,12 +290,12 @@ class TilingBound:
                          + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.outer_words[OUTPUTS]
                          for f in l2_options)
         l2_words = min(sum(served * self.outer_words[t] for t, served in enumerate(l2_served(f))) for f in l1_options)
-        cycles = network_cycles(self._compute(options), dram_words, l2_words, self.accel)
+        cycles = network_cycles(self._compute(options, dims), dram_words, l2_words, self.accel)
         return LowerBound(cycles=float(max(cycles, self.global_bound.cycles)),
                           energy_pj=float(max(energy, self.global_bound.energy_pj)))
 
-    def _compute(self, options: list[list[Option]]) -> float:
-        compute = float(math.prod(min(o[T0] * o[T1] * o[T2] for o in options[d]) for d in range(8)))
+    def _compute(self, options: list[list[Option]], dims: list[_DimSummary]) -> float:
+        compute = float(math.prod(dims[d].compute for d in range(8)))
         if self.lanes > 1:
             # fused MAC lanes take the L1 reduction loops (C, R, S): ceil(red / lanes) cycles for red iterations
             if all(len(options[d]) == 1 for d in (C, R, S)):
@@ -266,7 +308,7 @@ class TilingBound:
             skew_axes = sum(a - 1 for a in self.array)
             folds_skew = []
             for t in range(3):
-                folds = math.prod(min(o[T0] * o[T1] for o in options[d]) for d in INDEXED_BY[t])
+                folds = math.prod(dims[d].above_l1 for d in INDEXED_BY[t])
                 skew = skew_axes + (0 if t == OUTPUTS else self.array[0])
                 folds_skew.append(folds * skew - 1)
             compute += max(0, min(folds_skew))
