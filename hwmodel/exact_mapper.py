@@ -95,8 +95,8 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     The ES (:data:`INCUMBENT_BUDGET` evaluations) runs first and its mapping is the first incumbent; then
     :func:`bounded_tilings` and every loop order of each tiling it keeps. ``proven`` tells whether the walk
     finished; ``certified_bound`` is then the optimum, otherwise the least bound of the spatial splits not yet
-    walked through (at least :func:`hwmodel.bounds.lower_bound`'s; nothing unexplored can beat it). ``tilings_skipped`` counts the partial
-    tilings the bound rejected. ``ValueError`` when nothing is valid."""
+    walked through (at least :func:`hwmodel.bounds.lower_bound`'s; nothing unexplored can beat it).
+    ``tilings_skipped`` counts the partial tilings the bound rejected. ``ValueError`` when nothing is valid."""
     metric = get_objective(objective).family_column
     start = time.perf_counter()
     best_fit, best_map, evals, proven = np.inf, None, 0, True

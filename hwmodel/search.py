@@ -212,7 +212,7 @@ class MappingResult:
     #: certified lower bound on the objective of any mapping (the optimum itself when proven).
     proven: bool | None = None
     certified_bound: float | None = None
-    #: ``method="optimal"``: tilings whose every loop order the partial-cost bound ruled out unevaluated.
+    #: ``method="optimal"``: partial tilings the bound ruled out (none of their completions evaluated).
     tilings_skipped: int | None = None
 
     @property
