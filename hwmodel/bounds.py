@@ -89,7 +89,7 @@ def distinct_window_rows(extent: int, taps: int, stride: int, dilation: int) -> 
     return classes * extent + (taps - classes) * min(d, extent)
 
 
-def _needed_input_words(layer: Layer) -> int:
+def needed_input_words(layer: Layer) -> int:
     """Input elements some MAC reads: distinct ``p*stride + r*dilation`` rows times distinct columns."""
     rows = distinct_window_rows(layer.P, layer.R, layer.stride[0], layer.dilation[0])
     cols = distinct_window_rows(layer.Q, layer.S, layer.stride[1], layer.dilation[1])
@@ -142,7 +142,7 @@ def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
             for k, t in enumerate(("weights", "inputs", "outputs"))]
     macs = layer.macs
     w = layer.G * layer.K * layer.C * layer.R * layer.S
-    i = _needed_input_words(layer)
+    i = needed_input_words(layer)
     o = layer.N * layer.G * layer.K * layer.P * layer.Q
     energy = macs * (hier.mac_pj + e_l1[0] + e_l1[1] + e_l1[2])
     energy += w * e_l1[0] + i * e_l1[1] + o * e_l1[2]

@@ -19,6 +19,8 @@ the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
   ``prod_{d in t} D_d * prod_{d not in t} ceil(D_d / t2_d)`` (inputs' rows: the bounding boxes, summed in closed
   form). Every tensor is also filled at least once per PE that uses it (its footprint; inputs' distinct rows
   per PE are at least ``|p| + |r| - 1``, the sumset bound). The bound takes the cheapest choice of ``X``.
+* The tensor ``X`` does not index (the one the level holds) is refilled at every DRAM step when an L2 loop indexes
+  it (its innermost indexing loop is then at L2, below every DRAM loop); weights and outputs.
 * The same argument one level up, with ``X'`` the innermost DRAM loop > 1 and the L2's tile (all loops below
   the DRAM), bounds the L2's fills from DRAM; outputs' DRAM reads are those fills less the first write of each.
 * Energy: every MAC's L1 accesses (as :func:`hwmodel.bounds.lower_bound`), the L1 fills plus their NoC words,
@@ -46,7 +48,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.bounds import LowerBound, lower_bound, network_cycles
+from hwmodel.bounds import LowerBound, lower_bound, needed_input_words, network_cycles
 from hwmodel.layer import DIMS, Layer
 from hwmodel.precision import resolve_precision
 
@@ -188,14 +190,7 @@ class TilingBound:
         self.global_bound = lower_bound(layer, accel)
         w = layer.G * layer.K * layer.C * layer.R * layer.S
         o = layer.N * layer.G * layer.K * layer.P * layer.Q
-        self.compulsory = [w, self._needed_inputs(), o]
-
-    def _needed_inputs(self) -> int:
-        from hwmodel.bounds import distinct_window_rows
-
-        rows = distinct_window_rows(self.layer.P, self.layer.R, self.stride[0], self.dilation[0])
-        cols = distinct_window_rows(self.layer.Q, self.layer.S, self.stride[1], self.dilation[1])
-        return self.layer.N * self.layer.G * self.layer.C * rows * cols
+        self.compulsory = [w, needed_input_words(layer), o]
 
     # --- per-dim factors, each minimised over the dim's options -------------------------------------------
 
