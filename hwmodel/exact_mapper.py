@@ -43,10 +43,6 @@ INCUMBENT_BUDGET = 2000
 BOUND_SLACK = 1e-9
 
 
-class _TimeUp(Exception):
-    """The time limit passed inside the walk (possibly with no batch evaluated in between)."""
-
-
 def bounded_tilings(space: TilingSpace, fits: Callable[[np.ndarray, np.ndarray], bool], bound: TilingBound,
                     score: Callable[[LowerBound], float], hopeless: Callable[[LowerBound], bool],
                     frontier: list[float]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -99,7 +95,7 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     ``tilings_skipped`` counts the partial tilings the bound rejected. ``ValueError`` when nothing is valid."""
     metric = get_objective(objective).family_column
     start = time.perf_counter()
-    best_fit, best_map, evals, proven = np.inf, None, 0, True
+    best_fit, best_map, evals = np.inf, None, 0
     try:
         es = search_mapping(layer, accel, objective, budget=INCUMBENT_BUDGET, seed=0)
         best_fit, best_map, evals = es.fitness, es.mapping, es.evaluations
@@ -107,33 +103,37 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
         pass
     bound = TilingBound(layer, accel)
     skipped = 0
+    frontier = [np.inf]  # the bound score of the spatial split being walked (the least of those not finished)
+    cut = [np.inf]  # that score when the time limit stopped the walk
+
+    def out_of_time() -> bool:
+        if cut[0] == np.inf and time_limit is not None and time.perf_counter() - start > time_limit:
+            cut[0] = frontier[0]
+        return cut[0] < np.inf
 
     def hopeless(b: LowerBound) -> bool:
         nonlocal skipped
-        if time_limit is not None and time.perf_counter() - start > time_limit:
-            raise _TimeUp
+        if out_of_time():
+            return True  # the walk unwinds at once and hands over what it has yielded (nothing is lost)
         rejected = objective_value(b, objective) * (1 - BOUND_SLACK) >= best_fit
         skipped += rejected
         return rejected
 
     fits, space = tiling_space(layer, accel, prune=True)
-    frontier = [np.inf]  # the least bound score of what the walk has not ruled out
-    try:
-        for t, s, o in enumerate_mappings(layer, accel, limit=None, batch=2048, tilings=bounded_tilings(
-                space, fits, bound, lambda b: objective_value(b, objective), hopeless, frontier)):
-            codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
-            evals += len(t)
-            fit = np.where(codes == 0, metrics[:, metric], np.inf)
-            i = int(np.argmin(fit))
-            if fit[i] < best_fit:
-                best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
-            if time_limit is not None and time.perf_counter() - start > time_limit:
-                raise _TimeUp
-    except _TimeUp:
-        proven = False
+    for t, s, o in enumerate_mappings(layer, accel, limit=None, batch=2048, tilings=bounded_tilings(
+            space, fits, bound, lambda b: objective_value(b, objective), hopeless, frontier)):
+        codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
+        evals += len(t)
+        fit = np.where(codes == 0, metrics[:, metric], np.inf)
+        i = int(np.argmin(fit))
+        if fit[i] < best_fit:
+            best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+        if out_of_time():
+            break  # the orders not yet batched belong to the split being walked: covered by `cut`
+    proven = cut[0] == np.inf
     if best_map is None:
         raise ValueError(f"no valid mapping of {layer} on {accel.name}" + ("" if proven else " within the time limit"))
     certified = best_fit if proven else max(objective_value(lower_bound(layer, accel), objective),
-                                             min(best_fit, frontier[0]))
+                                             min(best_fit, cut[0]))
     return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "optimal", [best_fit], objective,
                          proven=proven, certified_bound=certified, tilings_skipped=skipped)
