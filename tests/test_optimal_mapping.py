@@ -68,3 +68,14 @@ def test_proves_the_optimum_of_a_resnet50_layer(preset):
     assert opt.fitness >= hw.lower_bound(layer, accel).edp
     for seed in range(2):
         assert search_mapping(layer, accel, budget=500, seed=seed).fitness >= opt.fitness * (1 - 1e-12)
+
+
+@pytest.mark.parametrize("time_limit", [0.0, 0.05, 0.1, 0.2, 0.4])
+def test_certified_bound_of_a_cut_search_never_exceeds_the_optimum(time_limit):
+    """Cut anywhere (before the walk, inside a spatial split, between batches), the certified bound stays at or
+    below the brute-force optimum and the result at or above it."""
+    layer = LAYERS[0]
+    brute, _ = _brute_force(layer, SMALL, "edp")
+    res = search_mapping(layer, SMALL, "edp", method="optimal", time_limit=time_limit)
+    assert res.certified_bound <= brute * (1 + 1e-12) and res.fitness >= brute * (1 - 1e-12)
+    assert not res.proven or res.certified_bound == res.fitness
