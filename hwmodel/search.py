@@ -31,6 +31,7 @@ from hwmodel.mapping import Mapping
 from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
 from hwmodel.report import best_template, objective_value
 from hwmodel.templates import no_waste_values
+from hwmodel.tiling_bound import Option
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
@@ -243,8 +244,9 @@ def search_mapping(
     ``method="es"``: a (mu, lambda) evolution strategy with elitism, Gaussian mutation and uniform crossover
     over the genome above; ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
     (small layers only, ``budget`` ignored); ``"optimal"``: :func:`hwmodel.exact_mapper.optimal_mapping` (the
-    whole space, pruned by capacity and bounds; with ``time_limit`` seconds the best so far and a certified bound). The best genome found is then polished by local search
-    (:func:`polish_mapping`, ``polish_budget`` evaluations, default ``budget // 2``). ``warm_start``: genomes seeding the first generation (e.g. the
+    whole space, pruned by capacity and bounds; with ``time_limit`` seconds the best so far and a certified
+    bound). The best genome found is then polished by local search (:func:`polish_mapping`, ``polish_budget``
+    evaluations, default ``budget // 2``). ``warm_start``: genomes seeding the first generation (e.g. the
     parent accelerator's best mappings). The canonical templates are evaluated too unless
     ``include_templates=False``, so the result is never worse than the best template. Deterministic for a
     given seed. Raises ``ValueError`` when no valid mapping is found.
@@ -459,7 +461,7 @@ def _orders(active: list[int]) -> list[list[int]]:
 
 
 #: Per spatial option, the per-dim (DRAM, L2, L1) temporal factor options: ``(spatial, options[d])``.
-TilingSpace = list[tuple[np.ndarray, list[list[tuple[int, int, int]]]]]
+TilingSpace = list[tuple[np.ndarray, list[list[Option]]]]
 
 
 def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False,
