@@ -29,12 +29,13 @@ from hwmodel.objectives import Objective, get_objective
 from hwmodel.report import objective_value
 from hwmodel.search import (
     MappingResult,
+    TilingFit,
     TilingSpace,
     enumerate_mappings,
     search_mapping,
     tiling_space,
 )
-from hwmodel.tiling_bound import Option, TilingBound
+from hwmodel.tiling_bound import SplitBound, TilingBound
 
 #: Evaluations of the ES run that gives the exact search its first incumbent.
 INCUMBENT_BUDGET = 2000
@@ -43,45 +44,51 @@ INCUMBENT_BUDGET = 2000
 BOUND_SLACK = 1e-9
 
 
-def bounded_tilings(space: TilingSpace, fits: Callable[[np.ndarray, np.ndarray], bool], bound: TilingBound,
-                    score: Callable[[LowerBound], float], hopeless: Callable[[LowerBound], bool],
+def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
+                    score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                    hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray],
                     frontier: list[float]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """The ``(temporal, spatial)`` tilings of ``space`` that fit and whose bound ``hopeless`` does not reject,
     by depth-first assignment of one dim at a time with the bound of each partial tiling (module docstring).
 
-    Spatial splits go in ascending order of their bound's ``score``; ``frontier[0]`` is kept at the score of the
-    split being walked, so when the walk stops early no mapping it has not ruled out scores below it."""
+    ``score(cycles, energy)`` and ``hopeless(cycles, energy)`` take arrays of bounds. Spatial splits go in
+    ascending order of their bound's score; ``frontier[0]`` is kept at the score of the split being walked, so
+    when the walk stops early no mapping it has not ruled out scores below it."""
     roots = []
     for sp, per_dim in space:
         if all(per_dim):
             unroll = [int(sp[:, d].prod()) for d in range(8)]
-            roots.append((score(bound.over(per_dim, unroll)), len(roots), sp, per_dim, unroll))
+            part = bound.split(per_dim, unroll)
+            cycles, energy = (np.array([v]) for v in part.bound())
+            roots.append((float(score(cycles, energy)[0]), len(roots), sp, part, cycles, energy))
     roots.sort(key=lambda root: root[:2])
-    for root_score, _, sp, per_dim, unroll in roots:
+    for root_score, _, sp, part, cycles, energy in roots:
         frontier[0] = root_score
-        if hopeless(bound.over(per_dim, unroll)):
+        if hopeless(cycles, energy)[0]:
             break  # ascending: no later split can do better either
+        per_dim = part.options
         order = sorted(range(8), key=lambda d: -len(per_dim[d]))
-        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), list(per_dim), per_dim, sp, unroll, fits, bound,
-                         hopeless)
+        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), part, sp, fits, hopeless)
 
 
-def _walk(k: int, order: list[int], temporal: np.ndarray, chosen: list[list[Option]], per_dim: list[list[Option]],
-          sp: np.ndarray, unroll: list[int], fits: Callable[[np.ndarray, np.ndarray], bool], bound: TilingBound,
-          hopeless: Callable[[LowerBound], bool]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Depth-first: the ``k``-th dim of ``order`` takes each of its options in turn (``temporal`` and ``chosen``
-    hold the partial tiling; unassigned dims are at factor 1 in ``temporal`` and free in ``chosen``)."""
-    if k == len(order):
-        yield temporal.copy(), sp
-        return
+def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: np.ndarray, fits: TilingFit,
+          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Depth-first: the ``k``-th dim of ``order`` takes each of its options that fits and whose bound is not
+    hopeless (``temporal`` and ``part`` hold the partial tiling; unassigned dims are at factor 1 in ``temporal``
+    and free in ``part``)."""
     d = order[k]
-    for option in per_dim[d]:
-        temporal[:, d] = option
-        chosen[d] = [option]
-        if fits(temporal, sp) and not hopeless(bound.over(chosen, unroll)):
-            yield from _walk(k + 1, order, temporal, chosen, per_dim, sp, unroll, fits, bound, hopeless)
+    options = part.options[d]
+    keep = fits.options(temporal, sp, d, options)
+    keep[keep] = ~hopeless(*(v[keep] for v in part.children(d)))
+    for j in np.flatnonzero(keep):
+        temporal[:, d] = options[j]
+        if k + 1 == len(order):
+            yield temporal.copy(), sp
+            continue
+        part.assign(d, j)
+        yield from _walk(k + 1, order, temporal, part, sp, fits, hopeless)
     temporal[:, d] = 1
-    chosen[d] = per_dim[d]
+    part.release(d)
 
 
 def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "edp",
@@ -111,17 +118,20 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
             cut[0] = frontier[0]
         return cut[0] < np.inf
 
-    def hopeless(b: LowerBound) -> bool:
+    def score(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
+        return np.asarray(objective_value(LowerBound(cycles=cycles, energy_pj=energy), objective))
+
+    def hopeless(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
         nonlocal skipped
         if out_of_time():
-            return True  # the walk unwinds at once and hands over what it has yielded (nothing is lost)
-        rejected = objective_value(b, objective) * (1 - BOUND_SLACK) >= best_fit
-        skipped += rejected
+            return np.ones(len(cycles), dtype=bool)  # the walk unwinds at once and hands over what it has yielded
+        rejected = score(cycles, energy) * (1 - BOUND_SLACK) >= best_fit
+        skipped += int(rejected.sum())
         return rejected
 
     fits, space = tiling_space(layer, accel, prune=True)
     for t, s, o in enumerate_mappings(layer, accel, limit=None, batch=2048, tilings=bounded_tilings(
-            space, fits, bound, lambda b: objective_value(b, objective), hopeless, frontier)):
+            space, fits, bound, score, hopeless, frontier)):
         codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
         evals += len(t)
         fit = np.where(codes == 0, metrics[:, metric], np.inf)

@@ -13,8 +13,9 @@ Decoding and evaluation of a whole population run in one numba call.
 
 from __future__ import annotations
 
+import functools
 import itertools
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -32,6 +33,7 @@ from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
 from hwmodel.report import best_template, objective_value
 from hwmodel.templates import no_waste_values
 from hwmodel.tiling_bound import Option
+from hwmodel.tiling_kernel import options_fit
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
@@ -454,28 +456,52 @@ def _axis_splits(rem: list[int], allowed: list[int], size: int) -> list[dict[int
     return out
 
 
-def _orders(active: list[int]) -> list[list[int]]:
-    """Loop orders that differ in cost: permutations of the dims with a factor > 1, the rest appended."""
+@functools.lru_cache(maxsize=256)
+def _order_rows(active: tuple[int, ...]) -> np.ndarray:
+    """Loop orders that differ in cost, one per row: permutations of the dims with a factor > 1, the rest appended."""
     rest = [d for d in range(8) if d not in active]
-    return [list(p) + rest for p in itertools.permutations(active)]
+    return np.array([list(p) + rest for p in itertools.permutations(active)], dtype=np.int64).reshape(-1, 8)
 
 
 #: Per spatial option, the per-dim (DRAM, L2, L1) temporal factor options: ``(spatial, options[d])``.
 TilingSpace = list[tuple[np.ndarray, list[list[Option]]]]
 
 
-def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False,
-                 ) -> tuple[Callable[[np.ndarray, np.ndarray], bool], TilingSpace]:
-    """The encoded space as ``fits(temporal, spatial)`` and, per spatial split of the array's axes, each dim's
+@functools.lru_cache(maxsize=4096)
+def _triples(rem: int) -> np.ndarray:
+    """Every no-waste (DRAM, L2, L1) split of a dim of ``rem`` iterations, one per row."""
+    out = []
+    for f1 in no_waste_values(rem, rem):
+        r2 = -(-rem // f1)
+        out += [(-(-r2 // f2), f2, f1) for f2 in no_waste_values(r2, r2)]
+    return np.array(out, dtype=np.int64).reshape(-1, 3)
+
+
+class TilingFit:
+    """Whether the L1 and L2 tiles of a tiling of ``layer`` on ``accel`` fit: ``fit(temporal, spatial)``, and for
+    every option of one dim at once, ``fit.options(temporal, spatial, d, options)`` (a boolean array)."""
+
+    def __init__(self, layer: Layer, accel: Accelerator) -> None:
+        self.lp = layer_params(layer)
+        self.fp = family_params(accel, resolve_precision(layer, accel))
+
+    def __call__(self, temporal: np.ndarray, spatial: np.ndarray) -> bool:
+        return all(nk.family_fits(self.lp, temporal, spatial, lvl, self.fp.n_levels, self.fp.arch_int,
+                                  self.fp.arch_float) for lvl in (0, 1))
+
+    def options(self, temporal: np.ndarray, spatial: np.ndarray, d: int, options: np.ndarray) -> np.ndarray:
+        out = np.empty(len(options), dtype=np.bool_)
+        options_fit(self.lp, temporal, spatial, d, options, self.fp.n_levels, self.fp.arch_int, self.fp.arch_float,
+                    out)
+        return out
+
+
+def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False) -> tuple[TilingFit, TilingSpace]:
+    """The encoded space as ``fits`` (:class:`TilingFit`) and, per spatial split of the array's axes, each dim's
     no-waste (DRAM, L2, L1) factor triples. ``prune``: drop spatial splits and per-dim triples whose L1 or L2 tiles
     overflow with every other factor at 1 (safe: tiles only grow with a factor)."""
     dims = layer.dim_array.tolist()
-    lp = layer_params(layer)
-    fp = family_params(accel, resolve_precision(layer, accel))
-
-    def fits(temporal: np.ndarray, sp: np.ndarray) -> bool:
-        return all(nk.family_fits(lp, temporal, sp, lvl, fp.n_levels, fp.arch_int, fp.arch_float) for lvl in (0, 1))
-
+    fits = TilingFit(layer, accel)
     axis_choices = []
     for a, size in enumerate(accel.array):
         allowed = [i for i, d in enumerate(("N", "G", "K", "C", "P", "Q", "R", "S")) if d in accel.connectivity[a]]
@@ -497,23 +523,17 @@ def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False,
 
     rec_axes(0, dims, np.ones((3, 8), dtype=np.int64))
     space: TilingSpace = []
+    ones = np.ones((3, 8), dtype=np.int64)
     for sp in spatial_options:
         rem = [-(-dims[d] // int(sp[:, d].prod())) for d in range(8)]
-        if prune and not fits(np.ones((3, 8), dtype=np.int64), sp):
+        if prune and not fits(ones, sp):
             continue
         per_dim = []
         for d in range(8):
-            opts = []
-            for f1 in no_waste_values(rem[d], rem[d]):
-                r2 = -(-rem[d] // f1)
-                for f2 in no_waste_values(r2, r2):
-                    if prune:
-                        alone = np.ones((3, 8), dtype=np.int64)
-                        alone[:, d] = (1, f2, f1)
-                        if not fits(alone, sp):
-                            continue
-                    opts.append((-(-r2 // f2), f2, f1))
-            per_dim.append(opts)
+            opts = _triples(rem[d])
+            if prune:
+                opts = opts[fits.options(ones, sp, d, opts)]
+            per_dim.append([tuple(o) for o in opts.tolist()])
         space.append((sp, per_dim))
     return fits, space
 
@@ -534,20 +554,25 @@ def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_0
         if prune:
             tilings = ((temporal, sp) for temporal, sp in tilings if fits(temporal, sp))
     batch_t, batch_s, batch_o = [], [], []
-    total = 0
+    total = pending = 0
     for temporal, sp in tilings:
-        dram_active = [d for d in range(8) if temporal[0, d] > 1]
-        l2_active = [d for d in range(8) if temporal[1, d] > 1]
-        for od in _orders(dram_active):
-            for o2 in _orders(l2_active):
-                batch_t.append(temporal)
-                batch_s.append(sp)
-                batch_o.append(np.array([od, o2, list(range(8))], dtype=np.int64))
-                total += 1
-                if limit is not None and total > limit:
-                    raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")
-                if len(batch_t) == batch:
-                    yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
-                    batch_t, batch_s, batch_o = [], [], []
+        od = _order_rows(tuple(d for d in range(8) if temporal[0, d] > 1))
+        o2 = _order_rows(tuple(d for d in range(8) if temporal[1, d] > 1))
+        n = len(od) * len(o2)
+        orders = np.empty((n, 3, 8), dtype=np.int64)
+        orders[:, 0] = np.repeat(od, len(o2), axis=0)
+        orders[:, 1] = np.tile(o2, (len(od), 1))
+        orders[:, 2] = np.arange(8)
+        total += n
+        if limit is not None and total > limit:
+            raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")
+        batch_t.append(np.broadcast_to(temporal, (n, 3, 8)))
+        batch_s.append(np.broadcast_to(sp, (n, *sp.shape)))
+        batch_o.append(orders)
+        pending += n
+        if pending >= batch:
+            yield np.concatenate(batch_t), np.concatenate(batch_s), np.concatenate(batch_o)
+            batch_t, batch_s, batch_o = [], [], []
+            pending = 0
     if batch_t:
-        yield np.stack(batch_t), np.stack(batch_s), np.stack(batch_o)
+        yield np.concatenate(batch_t), np.concatenate(batch_s), np.concatenate(batch_o)

@@ -43,12 +43,11 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import NamedTuple
-
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.bounds import LowerBound, lower_bound, needed_input_words, network_cycles
+from hwmodel import tiling_kernel as tk
+from hwmodel.bounds import LowerBound, lower_bound, needed_input_words
 from hwmodel.layer import DIMS, Layer
 from hwmodel.precision import resolve_precision
 
@@ -100,75 +99,77 @@ def _window_sum(size_a: int, steps_a: int, size_b: int, steps_b: int, stride: in
     return steps_b * (size_a - steps_a) * stride + steps_a * (size_b - steps_b) * dilation + steps_a * steps_b
 
 
-#: Indices of the per-level step counts in the summaries: steps above L1, steps above L2.
-L1_STEPS, L2_STEPS = 0, 1
-
-
-class _DimSummary(NamedTuple):
-    """One dim's factors of the bound, each the least over the dim's options (one option: its own)."""
-
-    compute: int  # temporal iterations t0 * t1 * t2
-    above_l1: int  # DRAM and L2 iterations t0 * t1 (systolic folds)
-    steps: tuple[int, int]  # steps above L1 / above L2 with a valid index (summed over PEs for L1)
-    active: int  # array positions along the dim that do some work
-    dram_steps: int  # DRAM steps with a valid index, summed over array positions (the L2 loop below)
-    l2_maybe: bool  # some option has an L2 loop > 1
-    l2_surely: bool  # every option has one
-    l2_unit_possible: bool
-    dram_maybe: bool
-    dram_unit_possible: bool
-
-
 @lru_cache(maxsize=65536)
-def _dim_summary(size: int, options: tuple[Option, ...], unroll: int) -> _DimSummary:
-    return _DimSummary(
-        compute=min(o[T0] * o[T1] * o[T2] for o in options),
-        above_l1=min(o[T0] * o[T1] for o in options),
-        steps=(min(_ceil_div(size, o[T2]) for o in options),
-               min(_ceil_div(size, o[T1] * unroll * o[T2]) for o in options)),
-        active=min(sum(1 for c in _pe_index_counts(size, o[T2], unroll) if c > 0) for o in options),
-        dram_steps=min(_dram_steps(size, o[T0], o[T1], unroll, o[T2]) for o in options),
-        l2_maybe=any(o[T1] > 1 for o in options), l2_surely=all(o[T1] > 1 for o in options),
-        l2_unit_possible=any(o[T1] == 1 for o in options),
-        dram_maybe=any(o[T0] > 1 for o in options), dram_unit_possible=any(o[T0] == 1 for o in options))
+def _option_row(size: int, option: Option, unroll: int) -> tuple[float, ...]:
+    """The :mod:`hwmodel.tiling_kernel` summary row (``DS_*``) of one dim at one option."""
+    t0, t1, t2 = option
+    row = [0.0] * tk.DS_SIZE
+    row[tk.DS_COMPUTE] = t0 * t1 * t2
+    row[tk.DS_ABOVE_L1] = t0 * t1
+    row[tk.DS_STEPS_L1] = _ceil_div(size, t2)
+    row[tk.DS_STEPS_L2] = _ceil_div(size, t1 * unroll * t2)
+    row[tk.DS_ACTIVE] = sum(1 for c in _pe_index_counts(size, t2, unroll) if c > 0)
+    row[tk.DS_DRAM_STEPS] = _dram_steps(size, t0, t1, unroll, t2)
+    row[tk.DS_L2_MAYBE] = row[tk.DS_L2_SURELY] = float(t1 > 1)
+    row[tk.DS_L2_UNIT] = float(t1 == 1)
+    row[tk.DS_DRAM_MAYBE] = float(t0 > 1)
+    row[tk.DS_DRAM_UNIT] = float(t0 == 1)
+    row[tk.DS_L1_FACTOR] = t2
+    return tuple(row)
 
 
-class _PairSummary(NamedTuple):
-    """An input window (P with R, or Q with S), least over both dims' options."""
-
-    window: tuple[int, int]  # summed bounding-box rows of the tiles over the steps above L1 / above L2
-    footprint: int  # distinct rows per PE, summed over the PEs (sumset bound)
+#: How a free dim's row aggregates its options' rows: flags "some option" (max) or "every option" (min of 0/1),
+#: counts the least; the L1 factor is unknown (0) unless there is one option.
+_SOME = [tk.DS_L2_MAYBE, tk.DS_L2_UNIT, tk.DS_DRAM_MAYBE, tk.DS_DRAM_UNIT]
 
 
-@lru_cache(maxsize=65536)
-def _pair_summary(size_a: int, options_a: tuple[Option, ...], unroll_a: int, size_b: int,
-                  options_b: tuple[Option, ...], unroll_b: int, stride: int, dilation: int) -> _PairSummary:
-    def window(oa: Option, ob: Option, level: int) -> int:
-        span_a = oa[T2] if level == L1_STEPS else oa[T1] * unroll_a * oa[T2]
-        span_b = ob[T2] if level == L1_STEPS else ob[T1] * unroll_b * ob[T2]
-        return _window_sum(size_a, _ceil_div(size_a, span_a), size_b, _ceil_div(size_b, span_b), stride, dilation)
+def _free_row(option_rows: np.ndarray) -> np.ndarray:
+    row = option_rows.min(axis=0)
+    row[_SOME] = option_rows[:, _SOME].max(axis=0)
+    if len(option_rows) > 1:
+        row[tk.DS_L1_FACTOR] = 0
+    return row
 
-    def footprint(oa: Option, ob: Option) -> int:
-        return sum(x + y - 1 for x in _pe_index_counts(size_a, oa[T2], unroll_a)
-                   for y in _pe_index_counts(size_b, ob[T2], unroll_b) if x > 0 and y > 0)
 
-    pairs = [(oa, ob) for oa in options_a for ob in options_b]
-    return _PairSummary(window=(min(window(oa, ob, L1_STEPS) for oa, ob in pairs),
-                                min(window(oa, ob, L2_STEPS) for oa, ob in pairs)),
-                        footprint=min(footprint(oa, ob) for oa, ob in pairs))
+def _pair_table(size_a: int, options_a: list[Option], unroll_a: int, size_b: int, options_b: list[Option],
+                unroll_b: int, stride: int, dilation: int) -> np.ndarray:
+    """``table[i, j]``: the window row (``PS_*``) of an input window with dim ``a`` at ``options_a[i]`` and ``b`` at
+    ``options_b[j]``; row ``len(options_a)`` and column ``len(options_b)`` take the least over the options (the
+    dim free)."""
+
+    def per_option(size: int, options: list[Option], unroll: int) -> tuple[np.ndarray, ...]:
+        l1_span = np.array([o[T2] for o in options])
+        l2_span = np.array([o[T1] * unroll * o[T2] for o in options])
+        counts = [_pe_index_counts(size, o[T2], unroll) for o in options]
+        busy = np.array([sum(1 for c in cs if c > 0) for cs in counts], dtype=np.float64)
+        total = np.array([sum(cs) for cs in counts], dtype=np.float64)
+        return -(-size // l1_span), -(-size // l2_span), busy, total
+
+    a1, a2, busy_a, total_a = per_option(size_a, options_a, unroll_a)
+    b1, b2, busy_b, total_b = per_option(size_b, options_b, unroll_b)
+    table = np.empty((len(options_a) + 1, len(options_b) + 1, tk.PS_SIZE))
+    core = table[:-1, :-1]
+    for field, sa, sb in ((tk.PS_WINDOW_L1, a1, b1), (tk.PS_WINDOW_L2, a2, b2)):
+        core[..., field] = _window_sum(size_a, sa[:, None], size_b, sb[None, :], stride, dilation)
+    # sum over the PEs working along both dims of (rows along a) + (rows along b) - 1 (the sumset bound)
+    core[..., tk.PS_FOOTPRINT] = (busy_b[None, :] * total_a[:, None] + busy_a[:, None] * total_b[None, :]
+                                  - busy_a[:, None] * busy_b[None, :])
+    table[-1, :-1] = core.min(axis=0)
+    table[:, -1] = table[:, :-1].min(axis=1)
+    return table
 
 
 class TilingBound:
     """``bound(temporal, spatial)`` -> :class:`LowerBound` of every loop order of that tiling of ``layer`` on
     ``accel`` (3 x 8 temporal factors, rows DRAM / L2 / L1; array-axes x 8 unroll). ``bound.over(options,
-    unroll)`` bounds every tiling that takes one of ``options[d]`` for each dim ``d`` (the exact mapper's
-    partial assignments: each per-dim factor of a term is minimised over the dim's options)."""
+    unroll)`` bounds every tiling that takes one of ``options[d]`` for each dim ``d`` (each per-dim factor of a
+    term is minimised over the dim's options); :meth:`split` gives the exact mapper's incremental form."""
 
     def __init__(self, layer: Layer, accel: Accelerator) -> None:
         from hwmodel.family import L1_LEVEL, L2_LEVEL, family_hierarchy
 
         self.layer, self.accel = layer, accel
-        self.sizes = layer.dim_array.tolist()
+        self.sizes = np.array(layer.dim_array.tolist(), dtype=np.float64)
         self.stride, self.dilation = layer.stride, layer.dilation
         hier = family_hierarchy(accel, resolve_precision(layer, accel))
         dram, l2, l1 = hier.levels[0], hier.levels[L2_LEVEL], hier.levels[L1_LEVEL:]
@@ -177,64 +178,28 @@ class TilingBound:
         inner = [b / wb for b in l1[-1].tensor_bits]
         names = ("weights", "inputs", "outputs")
         e_l1 = [next(lv.read_pj for lv in l1 if names[t] in lv.keeps) * inner[t] for t in range(3)]
-        #: pJ per L1 fill of an element (the L1 write and its NoC word), per L2 access and per L2 fill from DRAM
-        self.e_fill_l1 = [e_l1[t] + l2.noc_pj * inner[t] for t in range(3)]
-        self.e_l2 = [min(l2.read_pj, l2.fill_pj, l2.update_pj) * outer[t] for t in range(3)]
-        self.e_fill_l2 = [(l2.fill_pj + dram.read_pj) * outer[t] for t in range(3)]
-        self.e_dram_read = [dram.read_pj * outer[t] for t in range(3)]
-        self.outer_words = outer
-        self.e_macs = layer.macs * (hier.mac_pj + sum(e_l1))
-        self.lanes, self.passes = hier.mac_lanes, hier.mac_passes
-        self.systolic = accel.systolic
-        self.array = tuple(accel.array)
-        self.global_bound = lower_bound(layer, accel)
         w = layer.G * layer.K * layer.C * layer.R * layer.S
         o = layer.N * layer.G * layer.K * layer.P * layer.Q
-        self.compulsory = [w, needed_input_words(layer), o]
-
-    # --- per-dim factors, each minimised over the dim's options -------------------------------------------
-
-    def _refetch(self, t: int, dims: list[_DimSummary], pairs: list[_PairSummary], level: int) -> int:
-        """Fills of tensor ``t`` when every step of the loops above the level refills its whole tile."""
-        total = 1
-        for d in range(8):
-            if t == INPUTS and d in WINDOW_DIMS:
-                continue
-            total *= self.sizes[d] if d in INDEXED_BY[t] else dims[d].steps[level]
-        if t == INPUTS:
-            total *= pairs[0].window[level] * pairs[1].window[level]
-        return total
-
-    def _l1_footprint(self, t: int, dims: list[_DimSummary], pairs: list[_PairSummary]) -> int:
-        """Elements of ``t`` the PEs receive at least once each (summed over PEs): array positions along a dim
-        not indexing ``t`` that do some work hold their own copy."""
-        total = 1
-        for d in range(8):
-            if t == INPUTS and d in WINDOW_DIMS:
-                continue
-            total *= self.sizes[d] if d in INDEXED_BY[t] else dims[d].active
-        if t == INPUTS:
-            total *= pairs[0].footprint * pairs[1].footprint
-        return total
-
-    def _stationary(self, t: int, dims: list[_DimSummary]) -> int:
-        """L1 fills of a weights or outputs tensor ``t`` whose innermost indexing loop is an L2 loop: every DRAM
-        loop is then above it, so each DRAM step (per PE) refills its whole tile."""
-        return math.prod(self.sizes[d] if d in INDEXED_BY[t] else dims[d].dram_steps for d in range(8))
-
-    @staticmethod
-    def _fills(candidates: set[int], none_possible: bool, floor: list[int], refetch: list[int],
-               held: list[int] | None = None) -> list[list[int]]:
-        """Each tensor's fill bound per possible innermost loop ``X`` (and with no loop above, if possible).
-        ``held[t]``: the bound of a tensor ``X`` does not index (the one the level keeps), else its floor."""
-        out = [floor] if none_possible or not candidates else []
-        for x in sorted(candidates):
-            out.append([max(floor[t], refetch[t]) if x in INDEXED_BY[t] and not (t == INPUTS and x in WINDOW_DIMS)
-                        else floor[t] if held is None or x in INDEXED_BY[t] else max(floor[t], held[t])
-                        for t in range(3)])
-        return out
-
-    # --- the bound ------------------------------------------------------------------------------------------
+        self.tc = np.zeros((tk.TC_SIZE, 3))
+        self.tc[tk.TC_COMPULSORY] = [w, needed_input_words(layer), o]
+        self.tc[tk.TC_E_FILL_L1] = [e_l1[t] + l2.noc_pj * inner[t] for t in range(3)]
+        self.tc[tk.TC_E_L2] = [min(l2.read_pj, l2.fill_pj, l2.update_pj) * outer[t] for t in range(3)]
+        self.tc[tk.TC_E_FILL_L2] = [(l2.fill_pj + dram.read_pj) * outer[t] for t in range(3)]
+        self.tc[tk.TC_E_DRAM_READ] = [dram.read_pj * outer[t] for t in range(3)]
+        self.tc[tk.TC_OUTER_WORDS] = outer
+        self.global_bound = lower_bound(layer, accel)
+        self.sc = np.zeros(tk.SC_SIZE)
+        self.sc[tk.SC_E_MACS] = layer.macs * (hier.mac_pj + sum(e_l1))
+        self.sc[tk.SC_LANES], self.sc[tk.SC_PASSES] = hier.mac_lanes, hier.mac_passes
+        self.sc[tk.SC_SYSTOLIC] = accel.systolic
+        self.sc[tk.SC_SKEW_AXES] = sum(a - 1 for a in accel.array)
+        self.sc[tk.SC_ARRAY0] = accel.array[0]
+        self.sc[tk.SC_DRAM_BW], self.sc[tk.SC_NOC_BW] = accel.dram_bandwidth, accel.noc_bandwidth
+        self.sc[tk.SC_L1_STALLS], self.sc[tk.SC_L2_STALLS] = (not flag for flag in accel.double_buffer)
+        self.sc[tk.SC_FLOOR_CYCLES] = self.global_bound.cycles
+        self.sc[tk.SC_FLOOR_ENERGY] = self.global_bound.energy_pj
+        self.indexed = np.array([[d in INDEXED_BY[t] for d in range(8)] for t in range(3)])
+        self.window = np.array([d in WINDOW_DIMS for d in range(8)])
 
     def __call__(self, temporal: np.ndarray, spatial: np.ndarray) -> LowerBound:
         temporal, spatial = np.asarray(temporal), np.asarray(spatial)
@@ -244,70 +209,74 @@ class TilingBound:
 
     def over(self, options: list[list[Option]], unroll: list[int]) -> LowerBound:
         """The bound of every tiling choosing, per dim ``d``, one of ``options[d]`` with array unroll ``unroll``."""
-        opts = [tuple(o) for o in options]
-        dims = [_dim_summary(self.sizes[d], opts[d], unroll[d]) for d in range(8)]
-        pairs = [_pair_summary(self.sizes[a], opts[a], unroll[a], self.sizes[b], opts[b], unroll[b], stride, dilation)
-                 for (a, b), stride, dilation in zip(((P, R), (Q, S)), self.stride, self.dilation)]
-        l2_maybe = {d for d in range(8) if dims[d].l2_maybe}
-        dram_maybe = {d for d in range(8) if dims[d].dram_maybe}
-        l2_surely = any(dims[d].l2_surely for d in range(8))
-        no_l2_possible = all(dims[d].l2_unit_possible for d in range(8))
-        no_dram_possible = all(dims[d].dram_unit_possible for d in range(8))
-        l1_candidates = l2_maybe | (dram_maybe if not l2_surely else set())
-        l1_floor = [self._l1_footprint(t, dims, pairs) for t in range(3)]
-        # a weights / outputs tensor that an L2 loop surely indexes has its innermost indexing loop at L2
-        held = [self._stationary(t, dims) if t != INPUTS and any(dims[d].l2_surely for d in INDEXED_BY[t]) else 0
-                for t in range(3)]
-        l1_options = self._fills(l1_candidates, no_l2_possible and no_dram_possible, l1_floor,
-                                 [self._refetch(t, dims, pairs, L1_STEPS) for t in range(3)], held)
-        l2_options = self._fills(dram_maybe, no_dram_possible, self.compulsory,
-                                 [self._refetch(t, dims, pairs, L2_STEPS) for t in range(3)])
-        # the L2 serves the L1 fills (weights, inputs: reads; outputs: updates), each read shared at most by the
-        # PEs whose tiles can be identical: those apart only along dims not indexing the tensor (for inputs, one
-        # diagonal of the (P, R) and (Q, S) positions at most)
-        shared = [math.prod(unroll[d] for d in range(8) if d not in INDEXED_BY[t]) for t in (WEIGHTS, OUTPUTS)]
-        shared.insert(INPUTS, unroll[K] * min(unroll[P], unroll[R]) * min(unroll[Q], unroll[S]))
+        part = self.split(options, unroll)
+        cycles, energy = part.bound()
+        return LowerBound(cycles=cycles, energy_pj=energy)
 
-        def l2_served(f: list[int]) -> list[int]:
-            return [max(self.compulsory[t], _ceil_div(f[t], shared[t])) for t in range(3)]
+    def split(self, options: list[list[Option]], unroll: list[int]) -> SplitBound:
+        """The incremental bound of the partial tilings of one spatial split (every dim free at first)."""
+        return SplitBound(self, options, unroll)
 
-        e_l1 = min(sum(f[t] * self.e_fill_l1[t] + served * self.e_l2[t] for t, served in enumerate(l2_served(f)))
-                   for f in l1_options)
+    def shared(self, unroll: list[int]) -> list[int]:
+        """Most PEs one L2 read of each tensor can serve: those apart only along dims that do not index it (for
+        inputs, one diagonal of the (P, R) and (Q, S) positions at most)."""
+        out = [math.prod(unroll[d] for d in range(8) if d not in INDEXED_BY[t]) for t in (WEIGHTS, OUTPUTS)]
+        out.insert(INPUTS, unroll[K] * min(unroll[P], unroll[R]) * min(unroll[Q], unroll[S]))
+        return out
 
-        def dram_part(f: list[int]) -> float:
-            return (sum(f[t] * self.e_fill_l2[t] for t in range(3))
-                    + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.e_dram_read[OUTPUTS])
 
-        e_outer = min(dram_part(f) for f in l2_options)
-        energy = self.e_macs + e_l1 + e_outer
-        # words over the DRAM network: the L2's fills (DRAM reads; outputs: updates) and outputs' re-reads
-        dram_words = min(sum(f[t] * self.outer_words[t] for t in range(3))
-                         + max(0, f[OUTPUTS] - self.compulsory[OUTPUTS]) * self.outer_words[OUTPUTS]
-                         for f in l2_options)
-        l2_words = min(sum(served * self.outer_words[t] for t, served in enumerate(l2_served(f))) for f in l1_options)
-        cycles = network_cycles(self._compute(options, dims), dram_words, l2_words, self.accel)
-        return LowerBound(cycles=float(max(cycles, self.global_bound.cycles)),
-                          energy_pj=float(max(energy, self.global_bound.energy_pj)))
+class SplitBound:
+    """The bound of partial tilings of one spatial split: each dim at one of its options or free (the least over
+    them). :meth:`children` bounds every option of one more dim at once; :meth:`assign` / :meth:`release` move the
+    partial tiling (the exact mapper's depth-first walk)."""
 
-    def _compute(self, options: list[list[Option]], dims: list[_DimSummary]) -> float:
-        compute = float(math.prod(dims[d].compute for d in range(8)))
-        if self.lanes > 1:
-            # fused MAC lanes take the L1 reduction loops (C, R, S): ceil(red / lanes) cycles for red iterations
-            if all(len(options[d]) == 1 for d in (C, R, S)):
-                red = options[C][0][T2] * options[R][0][T2] * options[S][0][T2]
-                compute = compute / red * math.ceil(red / self.lanes)
-            else:
-                compute /= self.lanes
-        compute *= self.passes
-        if self.systolic:
-            skew_axes = sum(a - 1 for a in self.array)
-            folds_skew = []
-            for t in range(3):
-                folds = math.prod(dims[d].above_l1 for d in INDEXED_BY[t])
-                skew = skew_axes + (0 if t == OUTPUTS else self.array[0])
-                folds_skew.append(folds * skew - 1)
-            compute += max(0, min(folds_skew))
-        return compute
+    def __init__(self, bound: TilingBound, options: list[list[Option]], unroll: list[int]) -> None:
+        self.b = bound
+        self.options = [np.array(o, dtype=np.int64).reshape(-1, 3) for o in options]
+        sizes = [int(v) for v in bound.sizes]
+        self.option_rows = [np.array([_option_row(sizes[d], tuple(o), unroll[d]) for o in options[d]],
+                                     dtype=np.float64).reshape(-1, tk.DS_SIZE) for d in range(8)]
+        self.free_rows = [_free_row(r) if len(r) else np.full(tk.DS_SIZE, np.inf) for r in self.option_rows]
+        self.rows = np.array(self.free_rows)
+        self.tables = [_pair_table(sizes[a], options[a], unroll[a], sizes[b], options[b], unroll[b], stride, dil)
+                       for (a, b), stride, dil in zip(tk.WINDOW_PAIRS, bound.stride, bound.dilation)]
+        self.state = [len(o) for o in options]  # the option index per dim (len: free)
+        self.pairs = np.array([table[-1, -1] for table in self.tables])
+        self.tc = bound.tc.copy()
+        self.tc[tk.TC_SHARED] = bound.shared(unroll)
+
+    def bound(self) -> tuple[float, float]:
+        """``(cycles, energy)`` of the partial tiling as it stands."""
+        return tk.bound_of(self.rows, self.pairs, self.b.sizes, self.b.indexed, self.b.window, self.tc, self.b.sc)
+
+    def _pair_rows(self, d: int) -> tuple[int, np.ndarray]:
+        """The window dim ``d`` is in (-1: none) and that window's rows with ``d`` at each of its options."""
+        for i, (a, b) in enumerate(tk.WINDOW_PAIRS):
+            if d == a:
+                return i, self.tables[i][:-1, self.state[b]]
+            if d == b:
+                return i, self.tables[i][self.state[a], :-1]
+        return -1, self.pairs
+
+    def children(self, d: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(cycles, energy)`` arrays: the bound with free dim ``d`` at each of its options."""
+        n = len(self.options[d])
+        cycles, energy = np.empty(n), np.empty(n)
+        pair, pair_rows = self._pair_rows(d)
+        tk.option_bounds(self.rows, self.pairs, d, self.option_rows[d], np.ascontiguousarray(pair_rows), pair,
+                         self.b.sizes, self.b.indexed, self.b.window, self.tc, self.b.sc, cycles, energy)
+        return cycles, energy
+
+    def assign(self, d: int, j: int) -> None:
+        """Dim ``d`` takes its option ``j`` (``len(options[d])``: free again)."""
+        self.state[d] = j
+        self.rows[d] = self.option_rows[d][j] if j < len(self.options[d]) else self.free_rows[d]
+        for i, (a, b) in enumerate(tk.WINDOW_PAIRS):
+            if d in (a, b):
+                self.pairs[i] = self.tables[i][self.state[a], self.state[b]]
+
+    def release(self, d: int) -> None:
+        self.assign(d, len(self.options[d]))
 
 
 def tiling_bound(layer: Layer, accel: Accelerator, temporal: np.ndarray, spatial: np.ndarray) -> LowerBound:

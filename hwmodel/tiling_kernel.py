@@ -1,0 +1,225 @@
+"""The compiled core of the exact mapper's walk: the tiling bound of :mod:`hwmodel.tiling_bound` from per-dim
+summaries, and the two questions the walk asks of every option of the next dim at once (does it fit, what is its
+bound).
+
+The rules are :mod:`hwmodel.tiling_bound`'s (its module docstring derives them); this module only evaluates them.
+A partial tiling is described by one summary row per dim (``DS_*``: the dim's own option, or the least over its
+options while it is unassigned) and one row per input window (``PS_*``: P with R, Q with S). Counts are float64:
+exact for the integers involved (< 2**53), and where a division rounds, the bound can only come out lower.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit
+
+from hwmodel.bounds import stalled_cycles
+from hwmodel.nestkernel import family_fits
+
+# ---- a dim's summary row: each field the least over the dim's options (flags: whether some / every option) ------
+DS_COMPUTE = 0  # temporal iterations t0 * t1 * t2
+DS_ABOVE_L1 = 1  # DRAM and L2 iterations t0 * t1 (systolic folds)
+DS_STEPS_L1 = 2  # steps above L1 with a valid index, summed over PEs
+DS_STEPS_L2 = 3  # steps above L2 with a valid index
+DS_ACTIVE = 4  # array positions along the dim that do some work
+DS_DRAM_STEPS = 5  # DRAM steps with a valid index, summed over array positions
+DS_L2_MAYBE = 6  # some option has an L2 loop > 1
+DS_L2_SURELY = 7  # every option has one
+DS_L2_UNIT = 8  # some option has none
+DS_DRAM_MAYBE = 9
+DS_DRAM_UNIT = 10
+DS_L1_FACTOR = 11  # the L1 factor when the dim has one option, else 0 (unknown)
+DS_SIZE = 12
+
+# ---- an input window's row (P with R, Q with S) ------------------------------------------------------------------
+PS_WINDOW_L1 = 0  # summed bounding-box rows of the tiles over the steps above L1
+PS_WINDOW_L2 = 1  # ... above L2
+PS_FOOTPRINT = 2  # distinct rows per PE, summed over the PEs
+PS_SIZE = 3
+WINDOW_PAIRS = ((4, 6), (5, 7))  # (P, R), (Q, S) in hwmodel.layer.DIMS order
+
+# ---- per-tensor constants: rows of ``tc[TC_*, t]`` ---------------------------------------------------------------
+TC_COMPULSORY = 0  # elements that must cross DRAM -> L2 once
+TC_E_FILL_L1 = 1  # pJ per L1 fill of an element (the L1 write and its NoC word)
+TC_E_L2 = 2  # pJ per L2 access serving an L1 fill
+TC_E_FILL_L2 = 3  # pJ per L2 fill from DRAM (the fill and the DRAM read)
+TC_E_DRAM_READ = 4  # pJ per DRAM read of an element
+TC_OUTER_WORDS = 5  # words per element outside the PEs
+TC_SHARED = 6  # most PEs one L2 read can serve (multicast)
+TC_SIZE = 7
+
+# ---- scalars: ``sc[SC_*]`` ------------------------------------------------------------------------------------------
+SC_E_MACS = 0  # every MAC's energy with its L1 accesses
+SC_LANES = 1
+SC_PASSES = 2
+SC_SYSTOLIC = 3
+SC_SKEW_AXES = 4  # sum of (axis - 1) over the array's axes
+SC_ARRAY0 = 5  # the first axis
+SC_DRAM_BW = 6
+SC_NOC_BW = 7
+SC_L1_STALLS = 8  # 1: the L1 is single-buffered
+SC_L2_STALLS = 9
+SC_FLOOR_CYCLES = 10  # the mapping-independent bound (hwmodel.bounds.lower_bound)
+SC_FLOOR_ENERGY = 11
+SC_SIZE = 12
+
+WEIGHTS, INPUTS, OUTPUTS = 0, 1, 2
+DIM_C, DIM_R, DIM_S = 3, 6, 7
+NO_LOOP = -1  # "no temporal loop > 1 above the level" among the innermost-loop candidates
+
+
+@njit(cache=True, inline="always")
+def _fill(x, t, floor, refetch, held, indexed, window):
+    """Fills of tensor ``t`` when ``x`` is the innermost loop > 1 above the level (``NO_LOOP``: none)."""
+    if x == NO_LOOP:
+        return floor[t]
+    if indexed[t, x] and not (t == INPUTS and window[x]):
+        return max(floor[t], refetch[t])  # x indexes t through a disjoint dim: every step refills the tile
+    if not indexed[t, x]:
+        return max(floor[t], held[t])  # the tensor the level holds while x iterates
+    return floor[t]
+
+
+@njit(cache=True)
+def bound_of(rows, pairs, sizes, indexed, window, tc, sc):
+    """``(cycles, energy)`` bounding every completion and loop order of the partial tiling ``rows`` (8 x DS_SIZE)
+    with input windows ``pairs`` (2 x PS_SIZE)."""
+    l2_surely = False
+    no_l2 = True
+    no_dram = True
+    for d in range(8):
+        l2_surely = l2_surely or rows[d, DS_L2_SURELY] > 0
+        no_l2 = no_l2 and rows[d, DS_L2_UNIT] > 0
+        no_dram = no_dram and rows[d, DS_DRAM_UNIT] > 0
+    floor_l1 = np.empty(3)
+    refetch_l1 = np.empty(3)
+    refetch_l2 = np.empty(3)
+    held = np.zeros(3)
+    zero = np.zeros(3)
+    compulsory = tc[TC_COMPULSORY]
+    for t in range(3):
+        foot, r1, r2, stationary, surely = 1.0, 1.0, 1.0, 1.0, False
+        for d in range(8):
+            if indexed[t, d]:
+                stationary *= sizes[d]
+                surely = surely or rows[d, DS_L2_SURELY] > 0
+            else:
+                stationary *= rows[d, DS_DRAM_STEPS]
+            if t == INPUTS and window[d]:
+                continue
+            foot *= sizes[d] if indexed[t, d] else rows[d, DS_ACTIVE]
+            r1 *= sizes[d] if indexed[t, d] else rows[d, DS_STEPS_L1]
+            r2 *= sizes[d] if indexed[t, d] else rows[d, DS_STEPS_L2]
+        if t == INPUTS:
+            foot *= pairs[0, PS_FOOTPRINT] * pairs[1, PS_FOOTPRINT]
+            r1 *= pairs[0, PS_WINDOW_L1] * pairs[1, PS_WINDOW_L1]
+            r2 *= pairs[0, PS_WINDOW_L2] * pairs[1, PS_WINDOW_L2]
+        elif surely:
+            held[t] = stationary  # an L2 loop indexes it: its innermost indexing loop is below every DRAM loop
+        floor_l1[t], refetch_l1[t], refetch_l2[t] = foot, r1, r2
+
+    # the L1's fills: X is an L2 loop > 1 if the L2 has one, else a DRAM loop; each served by L2 accesses
+    e_l1 = np.inf
+    l2_words = np.inf
+    for x in range(NO_LOOP, 8):
+        if x == NO_LOOP:
+            any_candidate = False
+            for d in range(8):
+                any_candidate = any_candidate or rows[d, DS_L2_MAYBE] > 0 or (
+                    not l2_surely and rows[d, DS_DRAM_MAYBE] > 0)
+            if any_candidate and not (no_l2 and no_dram):
+                continue
+        elif not (rows[x, DS_L2_MAYBE] > 0 or (not l2_surely and rows[x, DS_DRAM_MAYBE] > 0)):
+            continue
+        energy, words = 0.0, 0.0
+        for t in range(3):
+            f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window)
+            served = max(compulsory[t], math.ceil(f / tc[TC_SHARED, t]))
+            energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t]
+            words += served * tc[TC_OUTER_WORDS, t]
+        e_l1 = min(e_l1, energy)
+        l2_words = min(l2_words, words)
+
+    # the L2's fills from DRAM: X' is the innermost DRAM loop > 1
+    e_outer = np.inf
+    dram_words = np.inf
+    for x in range(NO_LOOP, 8):
+        if x == NO_LOOP:
+            any_candidate = False
+            for d in range(8):
+                any_candidate = any_candidate or rows[d, DS_DRAM_MAYBE] > 0
+            if any_candidate and not no_dram:
+                continue
+        elif not rows[x, DS_DRAM_MAYBE] > 0:
+            continue
+        energy, words = 0.0, 0.0
+        for t in range(3):
+            f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window)
+            energy += f * tc[TC_E_FILL_L2, t]
+            words += f * tc[TC_OUTER_WORDS, t]
+            if t == OUTPUTS:  # outputs' re-reads: every fill but the first write of each element
+                energy += max(0.0, f - compulsory[t]) * tc[TC_E_DRAM_READ, t]
+                words += max(0.0, f - compulsory[t]) * tc[TC_OUTER_WORDS, t]
+        e_outer = min(e_outer, energy)
+        dram_words = min(dram_words, words)
+
+    cycles = stalled_cycles(_compute(rows, indexed, sc), dram_words, l2_words, sc[SC_DRAM_BW], sc[SC_NOC_BW],
+                            sc[SC_L1_STALLS] > 0, sc[SC_L2_STALLS] > 0)
+    return max(cycles, sc[SC_FLOOR_CYCLES]), max(sc[SC_E_MACS] + e_l1 + e_outer, sc[SC_FLOOR_ENERGY])
+
+
+@njit(cache=True)
+def _compute(rows, indexed, sc):
+    """Compute cycles of the tiling: all temporal iterations, fused MAC lanes, passes, systolic fold skew."""
+    compute = 1.0
+    for d in range(8):
+        compute *= rows[d, DS_COMPUTE]
+    lanes = sc[SC_LANES]
+    if lanes > 1:
+        red = rows[DIM_C, DS_L1_FACTOR] * rows[DIM_R, DS_L1_FACTOR] * rows[DIM_S, DS_L1_FACTOR]
+        if red > 0:  # fused lanes take the L1 reduction loops: ceil(red / lanes) cycles for red iterations
+            compute = compute / red * math.ceil(red / lanes)
+        else:
+            compute /= lanes
+    compute *= sc[SC_PASSES]
+    if sc[SC_SYSTOLIC] > 0:
+        least = np.inf
+        for t in range(3):
+            folds = 1.0
+            for d in range(8):
+                if indexed[t, d]:
+                    folds *= rows[d, DS_ABOVE_L1]
+            skew = sc[SC_SKEW_AXES] + (0.0 if t == OUTPUTS else sc[SC_ARRAY0])
+            least = min(least, folds * skew - 1)
+        compute += max(0.0, least)
+    return compute
+
+
+@njit(cache=True)
+def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, indexed, window, tc, sc, cycles, energy):
+    """The bound with dim ``d`` at each of its options in turn (row ``option_rows[j]``; with window ``pair``'s row
+    ``option_pairs[j]`` when ``pair >= 0``), the other dims as in ``rows``: into ``cycles[j]``, ``energy[j]``.
+    ``rows`` and ``pairs`` are left as they were."""
+    saved_row = rows[d].copy()
+    saved_pair = pairs[max(pair, 0)].copy()
+    for j in range(option_rows.shape[0]):
+        rows[d] = option_rows[j]
+        if pair >= 0:
+            pairs[pair] = option_pairs[j]
+        cycles[j], energy[j] = bound_of(rows, pairs, sizes, indexed, window, tc, sc)
+    rows[d] = saved_row
+    pairs[max(pair, 0)] = saved_pair
+
+
+@njit(cache=True)
+def options_fit(lp, temporal, spatial, d, options, n_levels, ai, af, out):
+    """``out[j]``: whether the L1 and L2 tiles fit with dim ``d``'s (DRAM, L2, L1) factors at ``options[j]`` (the
+    other dims as in ``temporal``, which is left as it was)."""
+    saved = temporal[:, d].copy()
+    for j in range(options.shape[0]):
+        temporal[:, d] = options[j]
+        out[j] = (family_fits(lp, temporal, spatial, 0, n_levels, ai, af)
+                  and family_fits(lp, temporal, spatial, 1, n_levels, ai, af))
+    temporal[:, d] = saved
