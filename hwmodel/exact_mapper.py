@@ -15,8 +15,10 @@ Both only drop mappings that are invalid or cannot be strictly better, so an exh
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 import numpy as np
 
@@ -31,25 +33,51 @@ from hwmodel.search import (
     MappingResult,
     TilingFit,
     TilingSpace,
-    enumerate_mappings,
     search_mapping,
+    tiling_orders,
     tiling_space,
 )
-from hwmodel.tiling_bound import SplitBound, TilingBound
+from hwmodel.tiling_bound import DRAM_ROW, L2_ROW, SplitBound, TilingBound
+from hwmodel.tiling_kernel import NO_LOOP
 
 #: Evaluations of the ES run that gives the exact search its first incumbent.
 INCUMBENT_BUDGET = 2000
+#: Loop orders evaluated per call of the kernel.
+EVALUATION_BATCH = 2048
 #: A bound this close above the incumbent still counts as able to beat it: the bound is computed apart from the
 #: kernel, and a rounding difference must not hide a better mapping.
 BOUND_SLACK = 1e-9
 
 
+class Leaf(NamedTuple):
+    """A tiling the walk keeps, with the bounds of its loop orders by innermost loops
+    (:meth:`hwmodel.tiling_bound.SplitBound.order_bounds`)."""
+
+    temporal: np.ndarray
+    spatial: np.ndarray
+    order_cycles: np.ndarray
+    order_energy: np.ndarray
+
+
+def promising_orders(leaf: Leaf, hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
+    """The loop orders of ``leaf``'s tiling (:func:`hwmodel.search.tiling_orders`) whose innermost loops' bound
+    ``hopeless`` does not reject: ``X``, the innermost loop > 1 above L1 (an L2 loop if there is one, else a DRAM
+    loop), and ``X'``, the innermost DRAM loop > 1."""
+    orders = tiling_orders(leaf.temporal)
+    n_dram, n_l2 = (int((leaf.temporal[row] > 1).sum()) for row in (DRAM_ROW, L2_ROW))
+    none = np.full(len(orders), NO_LOOP)
+    x_dram = orders[:, DRAM_ROW, n_dram - 1] if n_dram else none
+    x_l1 = orders[:, L2_ROW, n_l2 - 1] if n_l2 else x_dram
+    at = (x_l1 - NO_LOOP, x_dram - NO_LOOP)
+    return orders[~hopeless(leaf.order_cycles[at], leaf.order_energy[at])]
+
+
 def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
                     score: Callable[[np.ndarray, np.ndarray], np.ndarray],
                     hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                    frontier: list[float]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """The ``(temporal, spatial)`` tilings of ``space`` that fit and whose bound ``hopeless`` does not reject,
-    by depth-first assignment of one dim at a time with the bound of each partial tiling (module docstring).
+                    frontier: list[float]) -> Iterator[Leaf]:
+    """The tilings of ``space`` that fit and whose bound ``hopeless`` does not reject, by depth-first assignment of
+    one dim at a time with the bound of each partial tiling (module docstring); each with its order bounds.
 
     ``score(cycles, energy)`` and ``hopeless(cycles, energy)`` take arrays of bounds. Spatial splits go in
     ascending order of their bound's score; ``frontier[0]`` is kept at the score of the split being walked, so
@@ -72,7 +100,7 @@ def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
 
 
 def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: np.ndarray, fits: TilingFit,
-          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Iterator[Leaf]:
     """Depth-first: the ``k``-th dim of ``order`` takes each of its options that fits and whose bound is not
     hopeless (``temporal`` and ``part`` hold the partial tiling; unassigned dims are at factor 1 in ``temporal``
     and free in ``part``)."""
@@ -82,11 +110,11 @@ def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: 
     keep[keep] = ~hopeless(*(v[keep] for v in part.children(d)))
     for j in np.flatnonzero(keep):
         temporal[:, d] = options[j]
-        if k + 1 == len(order):
-            yield temporal.copy(), sp
-            continue
         part.assign(d, j)
-        yield from _walk(k + 1, order, temporal, part, sp, fits, hopeless)
+        if k + 1 == len(order):
+            yield Leaf(temporal.copy(), sp, *part.order_bounds())
+        else:
+            yield from _walk(k + 1, order, temporal, part, sp, fits, hopeless)
     temporal[:, d] = 1
     part.release(d)
 
@@ -109,7 +137,7 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     except ValueError:
         pass
     bound = TilingBound(layer, accel)
-    skipped = 0
+    skipped = {"tilings": 0, "orders": 0}
     frontier = [np.inf]  # the bound score of the spatial split being walked (the least of those not finished)
     cut = [np.inf]  # that score when the time limit stopped the walk
 
@@ -121,29 +149,46 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     def score(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
         return np.asarray(objective_value(LowerBound(cycles=cycles, energy_pj=energy), objective))
 
-    def hopeless(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
-        nonlocal skipped
-        if out_of_time():
-            return np.ones(len(cycles), dtype=bool)  # the walk unwinds at once and hands over what it has yielded
-        rejected = score(cycles, energy) * (1 - BOUND_SLACK) >= best_fit
-        skipped += int(rejected.sum())
-        return rejected
+    def hopeless(what: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+        def rejects(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
+            if out_of_time():
+                return np.ones(len(cycles), dtype=bool)  # the walk unwinds at once (what it yielded is evaluated)
+            rejected = score(cycles, energy) * (1 - BOUND_SLACK) >= best_fit
+            skipped[what] += int(rejected.sum())
+            return rejected
+        return rejects
 
     fits, space = tiling_space(layer, accel, prune=True)
-    for t, s, o in enumerate_mappings(layer, accel, limit=None, batch=2048, tilings=bounded_tilings(
-            space, fits, bound, score, hopeless, frontier)):
-        codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
-        evals += len(t)
-        fit = np.where(codes == 0, metrics[:, metric], np.inf)
-        i = int(np.argmin(fit))
-        if fit[i] < best_fit:
-            best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
+    hopeless_order = hopeless("orders")
+    pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_pending = 0
+    leaves = bounded_tilings(space, fits, bound, score, hopeless("tilings"), frontier)
+    for leaf in itertools.chain(leaves, [None]):
+        if leaf is not None:
+            orders = promising_orders(leaf, hopeless_order)
+            if len(orders):
+                pending.append((leaf.temporal, leaf.spatial, orders))
+                n_pending += len(orders)
+            if n_pending < EVALUATION_BATCH:
+                continue
+        if pending:
+            t = np.concatenate([np.broadcast_to(tt, (len(o), 3, 8)) for tt, _, o in pending])
+            s = np.concatenate([np.broadcast_to(sp, (len(o), *sp.shape)) for _, sp, o in pending])
+            o = np.concatenate([o for _, _, o in pending])
+            pending, n_pending = [], 0
+            codes, metrics, _ = evaluate_batch(layer, accel, t, s, o, parallel=False)
+            evals += len(t)
+            fit = np.where(codes == 0, metrics[:, metric], np.inf)
+            i = int(np.argmin(fit))
+            if fit[i] < best_fit:
+                best_fit, best_map = float(fit[i]), Mapping(t[i], s[i], o[i])
         if out_of_time():
-            break  # the orders not yet batched belong to the split being walked: covered by `cut`
+            break  # the orders not yet evaluated belong to the split being walked: covered by `cut`
     proven = cut[0] == np.inf
     if best_map is None:
         raise ValueError(f"no valid mapping of {layer} on {accel.name}" + ("" if proven else " within the time limit"))
     certified = best_fit if proven else max(objective_value(lower_bound(layer, accel), objective),
                                              min(best_fit, cut[0]))
     return MappingResult(best_map, evaluate(layer, accel, best_map), None, evals, "optimal", [best_fit], objective,
-                         proven=proven, certified_bound=certified, tilings_skipped=skipped)
+                         proven=proven, certified_bound=certified, tilings_skipped=skipped["tilings"],
+                         orders_skipped=skipped["orders"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -217,6 +216,8 @@ class MappingResult:
     certified_bound: float | None = None
     #: ``method="optimal"``: partial tilings the bound ruled out (none of their completions evaluated).
     tilings_skipped: int | None = None
+    #: ``method="optimal"``: loop orders of evaluated tilings the bound ruled out by their innermost loops.
+    orders_skipped: int | None = None
 
     @property
     def fitness(self) -> float:
@@ -538,31 +539,35 @@ def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False) -> tuple
     return fits, space
 
 
+def tiling_orders(temporal: np.ndarray) -> np.ndarray:
+    """Every loop order of a tiling that differs in cost, ``(n, 3, 8)`` (rows DRAM, L2, L1): each permutation of
+    the DRAM loops > 1 with each of the L2 loops > 1 (the rest follow in dim order; the L1 order changes no count)."""
+    od = _order_rows(tuple(d for d in range(8) if temporal[0, d] > 1))
+    o2 = _order_rows(tuple(d for d in range(8) if temporal[1, d] > 1))
+    orders = np.empty((len(od) * len(o2), 3, 8), dtype=np.int64)
+    orders[:, 0] = np.repeat(od, len(o2), axis=0)
+    orders[:, 1] = np.tile(o2, (len(od), 1))
+    orders[:, 2] = np.arange(8)
+    return orders
+
+
 def enumerate_mappings(layer: Layer, accel: Accelerator, limit: int | None = 5_000_000, prune: bool = False,
-                       batch: int = 65536, tilings: Iterable[tuple[np.ndarray, np.ndarray]] | None = None):
+                       batch: int = 65536):
     """Yield ``(temporal, spatial, order)`` batches covering the whole search space of small layers.
 
     ``prune``: skip factor splits whose L1 or L2 tiles overflow before their loop orders are enumerated (safe:
     every order of them is invalid; tiles only grow with a factor, so a dim's factors are filtered alone
-    first, then each full split is checked). ``limit=None``: no size limit (for time-limited searches).
-    ``tilings``: the ``(temporal, spatial)`` tilings whose orders to enumerate (default: every one of
-    :func:`tiling_space`; the exact mapper passes the ones its bound keeps)."""
-    if tilings is None:
-        fits, space = tiling_space(layer, accel, prune)
-        tilings = ((np.array(split, dtype=np.int64).T, sp) for sp, per_dim in space
-                   for split in itertools.product(*per_dim))
-        if prune:
-            tilings = ((temporal, sp) for temporal, sp in tilings if fits(temporal, sp))
+    first, then each full split is checked). ``limit=None``: no size limit."""
+    fits, space = tiling_space(layer, accel, prune)
+    tilings = ((np.array(split, dtype=np.int64).T, sp) for sp, per_dim in space
+               for split in itertools.product(*per_dim))
+    if prune:
+        tilings = ((temporal, sp) for temporal, sp in tilings if fits(temporal, sp))
     batch_t, batch_s, batch_o = [], [], []
     total = pending = 0
     for temporal, sp in tilings:
-        od = _order_rows(tuple(d for d in range(8) if temporal[0, d] > 1))
-        o2 = _order_rows(tuple(d for d in range(8) if temporal[1, d] > 1))
-        n = len(od) * len(o2)
-        orders = np.empty((n, 3, 8), dtype=np.int64)
-        orders[:, 0] = np.repeat(od, len(o2), axis=0)
-        orders[:, 1] = np.tile(o2, (len(od), 1))
-        orders[:, 2] = np.arange(8)
+        orders = tiling_orders(temporal)
+        n = len(orders)
         total += n
         if limit is not None and total > limit:
             raise ValueError(f"exhaustive search space of {layer} exceeds {limit} mappings; use method='es'")

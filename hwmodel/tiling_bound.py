@@ -17,7 +17,11 @@ the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
   loop). Every step of the loops above L1 advances or resets ``X``, so a tensor that ``X`` indexes through a
   disjoint dim is filled whole at every step: its L1 fills are the sum above,
   ``prod_{d in t} D_d * prod_{d not in t} ceil(D_d / t2_d)`` (inputs' rows: the bounding boxes, summed in closed
-  form). Every tensor is also filled at least once per PE that uses it (its footprint; inputs' distinct rows
+  form). Inputs are refilled whole in the same way when ``X`` is a window dim (P, Q, R, S) whose step moves the
+  tile by at least its extent: ``unroll * t2 * stride`` (``* dilation`` for R, S) against the bounding box
+  ``(t2_p - 1) * stride + (t2_r - 1) * dilation + 1``, since the new tile is then disjoint from the previous one
+  (and the window's other dim has no loop above the level, so a reset of ``X`` cannot bring the tile back near).
+  Every tensor is also filled at least once per PE that uses it (its footprint; inputs' distinct rows
   per PE are at least ``|p| + |r| - 1``, the sumset bound). The bound takes the cheapest choice of ``X``.
 * The tensor ``X`` does not index (the one the level holds) is refilled at every DRAM step when an L2 loop indexes
   it (its innermost indexing loop is then at L2, below every DRAM loop); weights and outputs.
@@ -114,7 +118,7 @@ def _option_row(size: int, option: Option, unroll: int) -> tuple[float, ...]:
     row[tk.DS_L2_UNIT] = float(t1 == 1)
     row[tk.DS_DRAM_MAYBE] = float(t0 > 1)
     row[tk.DS_DRAM_UNIT] = float(t0 == 1)
-    row[tk.DS_L1_FACTOR] = t2
+    row[tk.DS_L1_FACTOR], row[tk.DS_L2_FACTOR] = t2, t1
     return tuple(row)
 
 
@@ -127,7 +131,7 @@ def _free_row(option_rows: np.ndarray) -> np.ndarray:
     row = option_rows.min(axis=0)
     row[_SOME] = option_rows[:, _SOME].max(axis=0)
     if len(option_rows) > 1:
-        row[tk.DS_L1_FACTOR] = 0
+        row[tk.DS_L1_FACTOR] = row[tk.DS_L2_FACTOR] = 0
     return row
 
 
@@ -198,6 +202,8 @@ class TilingBound:
         self.sc[tk.SC_L1_STALLS], self.sc[tk.SC_L2_STALLS] = (not flag for flag in accel.double_buffer)
         self.sc[tk.SC_FLOOR_CYCLES] = self.global_bound.cycles
         self.sc[tk.SC_FLOOR_ENERGY] = self.global_bound.energy_pj
+        self.sc[[tk.SC_STRIDE_H, tk.SC_STRIDE_W]] = layer.stride
+        self.sc[[tk.SC_DIL_H, tk.SC_DIL_W]] = layer.dilation
         self.indexed = np.array([[d in INDEXED_BY[t] for d in range(8)] for t in range(3)])
         self.window = np.array([d in WINDOW_DIMS for d in range(8)])
 
@@ -244,10 +250,20 @@ class SplitBound:
         self.pairs = np.array([table[-1, -1] for table in self.tables])
         self.tc = bound.tc.copy()
         self.tc[tk.TC_SHARED] = bound.shared(unroll)
+        self.unroll = np.array(unroll, dtype=np.float64)
 
     def bound(self) -> tuple[float, float]:
         """``(cycles, energy)`` of the partial tiling as it stands."""
-        return tk.bound_of(self.rows, self.pairs, self.b.sizes, self.b.indexed, self.b.window, self.tc, self.b.sc)
+        return tk.bound_of(self.rows, self.pairs, self.b.sizes, self.unroll, self.b.indexed, self.b.window, self.tc,
+                           self.b.sc)
+
+    def order_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """With every dim assigned: ``(cycles, energy)``, each 9 x 9, of the loop orders by innermost loops
+        (:func:`hwmodel.tiling_kernel.order_bounds`)."""
+        cycles, energy = np.empty((9, 9)), np.empty((9, 9))
+        tk.order_bounds(self.rows, self.pairs, self.b.sizes, self.unroll, self.b.indexed, self.b.window, self.tc,
+                        self.b.sc, cycles, energy)
+        return cycles, energy
 
     def _pair_rows(self, d: int) -> tuple[int, np.ndarray]:
         """The window dim ``d`` is in (-1: none) and that window's rows with ``d`` at each of its options."""
@@ -264,7 +280,7 @@ class SplitBound:
         cycles, energy = np.empty(n), np.empty(n)
         pair, pair_rows = self._pair_rows(d)
         tk.option_bounds(self.rows, self.pairs, d, self.option_rows[d], np.ascontiguousarray(pair_rows), pair,
-                         self.b.sizes, self.b.indexed, self.b.window, self.tc, self.b.sc, cycles, energy)
+                         self.b.sizes, self.unroll, self.b.indexed, self.b.window, self.tc, self.b.sc, cycles, energy)
         return cycles, energy
 
     def assign(self, d: int, j: int) -> None:

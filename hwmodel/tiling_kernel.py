@@ -31,7 +31,8 @@ DS_L2_UNIT = 8  # some option has none
 DS_DRAM_MAYBE = 9
 DS_DRAM_UNIT = 10
 DS_L1_FACTOR = 11  # the L1 factor when the dim has one option, else 0 (unknown)
-DS_SIZE = 12
+DS_L2_FACTOR = 12  # the L2 factor likewise
+DS_SIZE = 13
 
 # ---- an input window's row (P with R, Q with S) ------------------------------------------------------------------
 PS_WINDOW_L1 = 0  # summed bounding-box rows of the tiles over the steps above L1
@@ -63,7 +64,8 @@ SC_L1_STALLS = 8  # 1: the L1 is single-buffered
 SC_L2_STALLS = 9
 SC_FLOOR_CYCLES = 10  # the mapping-independent bound (hwmodel.bounds.lower_bound)
 SC_FLOOR_ENERGY = 11
-SC_SIZE = 12
+SC_STRIDE_H, SC_STRIDE_W, SC_DIL_H, SC_DIL_W = 12, 13, 14, 15
+SC_SIZE = 16
 
 WEIGHTS, INPUTS, OUTPUTS = 0, 1, 2
 DIM_C, DIM_R, DIM_S = 3, 6, 7
@@ -71,21 +73,29 @@ NO_LOOP = -1  # "no temporal loop > 1 above the level" among the innermost-loop 
 
 
 @njit(cache=True, inline="always")
-def _fill(x, t, floor, refetch, held, indexed, window):
-    """Fills of tensor ``t`` when ``x`` is the innermost loop > 1 above the level (``NO_LOOP``: none)."""
+def _fill(x, t, floor, refetch, held, indexed, window, apart):
+    """Fills of tensor ``t`` when ``x`` is the innermost loop > 1 above the level (``NO_LOOP``: none); ``apart``:
+    ``x`` is a window dim whose steps move the input tile past its whole extent."""
     if x == NO_LOOP:
         return floor[t]
-    if indexed[t, x] and not (t == INPUTS and window[x]):
+    if indexed[t, x] and (not (t == INPUTS and window[x]) or apart):
         return max(floor[t], refetch[t])  # x indexes t through a disjoint dim: every step refills the tile
     if not indexed[t, x]:
         return max(floor[t], held[t])  # the tensor the level holds while x iterates
     return floor[t]
 
 
+#: ``terms[level, x - NO_LOOP, TERM_*]``: a level's fill terms with ``x`` its innermost loop (``inf``: impossible).
+TERM_ENERGY, TERM_WORDS = 0, 1
+LEVEL_L1, LEVEL_L2 = 0, 1  # the L1's fills (from L2), the L2's fills (from DRAM)
+
+
 @njit(cache=True)
-def bound_of(rows, pairs, sizes, indexed, window, tc, sc):
-    """``(cycles, energy)`` bounding every completion and loop order of the partial tiling ``rows`` (8 x DS_SIZE)
-    with input windows ``pairs`` (2 x PS_SIZE)."""
+def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
+    """Fill ``terms`` (2 x 9 x 2) for the partial tiling ``rows`` (8 x DS_SIZE) with input windows ``pairs``
+    (2 x PS_SIZE): per level and per choice of its innermost loop ``X`` above it (or none), the energy of its
+    fills (with the L2 accesses serving the L1's, the DRAM reads feeding the L2's) and the words they move over
+    the level's network. ``X`` of the L1 is an L2 loop > 1 if the L2 has one, else a DRAM loop."""
     l2_surely = False
     no_l2 = True
     no_dram = True
@@ -120,54 +130,93 @@ def bound_of(rows, pairs, sizes, indexed, window, tc, sc):
             held[t] = stationary  # an L2 loop indexes it: its innermost indexing loop is below every DRAM loop
         floor_l1[t], refetch_l1[t], refetch_l2[t] = foot, r1, r2
 
-    # the L1's fills: X is an L2 loop > 1 if the L2 has one, else a DRAM loop; each served by L2 accesses
-    e_l1 = np.inf
-    l2_words = np.inf
+    # inputs along a window: a step of X over P or R (Q or S) moves every tile by ``shift`` rows; when that is at
+    # least the tile's extent, the new tile is disjoint from the previous one and filled whole, as for a disjoint
+    # dim (the bounding box of the tile is the largest). A reset of X moves it back further, unless the window's
+    # other dim advances at the same step: so that dim must have no loop above the level.
+    apart = np.zeros((2, 8), dtype=np.bool_)
+    for w in range(2):
+        a, b = WINDOW_PAIRS[w]
+        stride, dil = sc[SC_STRIDE_H + w], sc[SC_DIL_H + w]
+        span_a, span_b = rows[a, DS_L1_FACTOR], rows[b, DS_L1_FACTOR]
+        if span_a == 0 or span_b == 0 or rows[a, DS_L2_FACTOR] == 0 or rows[b, DS_L2_FACTOR] == 0:
+            continue  # a free dim: its extent is not known
+        extent = (span_a - 1) * stride + (span_b - 1) * dil + 1
+        apart[LEVEL_L1, a] = unroll[a] * span_a * stride >= extent and rows[b, DS_ABOVE_L1] == 1
+        apart[LEVEL_L1, b] = unroll[b] * span_b * dil >= extent and rows[a, DS_ABOVE_L1] == 1
+        span_a *= rows[a, DS_L2_FACTOR] * unroll[a]
+        span_b *= rows[b, DS_L2_FACTOR] * unroll[b]
+        extent = (span_a - 1) * stride + (span_b - 1) * dil + 1
+        apart[LEVEL_L2, a] = span_a * stride >= extent and rows[b, DS_ABOVE_L1] == rows[b, DS_L2_FACTOR]
+        apart[LEVEL_L2, b] = span_b * dil >= extent and rows[a, DS_ABOVE_L1] == rows[a, DS_L2_FACTOR]
+
+    terms[:] = np.inf
+    any_l1, any_l2 = False, False
+    for d in range(8):
+        any_l1 = any_l1 or rows[d, DS_L2_MAYBE] > 0 or (not l2_surely and rows[d, DS_DRAM_MAYBE] > 0)
+        any_l2 = any_l2 or rows[d, DS_DRAM_MAYBE] > 0
     for x in range(NO_LOOP, 8):
         if x == NO_LOOP:
-            any_candidate = False
-            for d in range(8):
-                any_candidate = any_candidate or rows[d, DS_L2_MAYBE] > 0 or (
-                    not l2_surely and rows[d, DS_DRAM_MAYBE] > 0)
-            if any_candidate and not (no_l2 and no_dram):
-                continue
-        elif not (rows[x, DS_L2_MAYBE] > 0 or (not l2_surely and rows[x, DS_DRAM_MAYBE] > 0)):
-            continue
-        energy, words = 0.0, 0.0
-        for t in range(3):
-            f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window)
-            served = max(compulsory[t], math.ceil(f / tc[TC_SHARED, t]))
-            energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t]
-            words += served * tc[TC_OUTER_WORDS, t]
-        e_l1 = min(e_l1, energy)
-        l2_words = min(l2_words, words)
+            possible = not any_l1 or (no_l2 and no_dram)
+        else:
+            possible = rows[x, DS_L2_MAYBE] > 0 or (not l2_surely and rows[x, DS_DRAM_MAYBE] > 0)
+        if possible:
+            energy, words = 0.0, 0.0
+            for t in range(3):
+                f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and apart[LEVEL_L1, x])
+                served = max(compulsory[t], math.ceil(f / tc[TC_SHARED, t]))
+                energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t]
+                words += served * tc[TC_OUTER_WORDS, t]
+            terms[LEVEL_L1, x - NO_LOOP, TERM_ENERGY] = energy
+            terms[LEVEL_L1, x - NO_LOOP, TERM_WORDS] = words
+        possible = (not any_l2 or no_dram) if x == NO_LOOP else rows[x, DS_DRAM_MAYBE] > 0
+        if possible:
+            energy, words = 0.0, 0.0
+            for t in range(3):
+                f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window, x >= 0 and apart[LEVEL_L2, x])
+                energy += f * tc[TC_E_FILL_L2, t]
+                words += f * tc[TC_OUTER_WORDS, t]
+                if t == OUTPUTS:  # outputs' re-reads: every fill but the first write of each element
+                    energy += max(0.0, f - compulsory[t]) * tc[TC_E_DRAM_READ, t]
+                    words += max(0.0, f - compulsory[t]) * tc[TC_OUTER_WORDS, t]
+            terms[LEVEL_L2, x - NO_LOOP, TERM_ENERGY] = energy
+            terms[LEVEL_L2, x - NO_LOOP, TERM_WORDS] = words
 
-    # the L2's fills from DRAM: X' is the innermost DRAM loop > 1
-    e_outer = np.inf
-    dram_words = np.inf
-    for x in range(NO_LOOP, 8):
-        if x == NO_LOOP:
-            any_candidate = False
-            for d in range(8):
-                any_candidate = any_candidate or rows[d, DS_DRAM_MAYBE] > 0
-            if any_candidate and not no_dram:
-                continue
-        elif not rows[x, DS_DRAM_MAYBE] > 0:
-            continue
-        energy, words = 0.0, 0.0
-        for t in range(3):
-            f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window)
-            energy += f * tc[TC_E_FILL_L2, t]
-            words += f * tc[TC_OUTER_WORDS, t]
-            if t == OUTPUTS:  # outputs' re-reads: every fill but the first write of each element
-                energy += max(0.0, f - compulsory[t]) * tc[TC_E_DRAM_READ, t]
-                words += max(0.0, f - compulsory[t]) * tc[TC_OUTER_WORDS, t]
-        e_outer = min(e_outer, energy)
-        dram_words = min(dram_words, words)
 
-    cycles = stalled_cycles(_compute(rows, indexed, sc), dram_words, l2_words, sc[SC_DRAM_BW], sc[SC_NOC_BW],
-                            sc[SC_L1_STALLS] > 0, sc[SC_L2_STALLS] > 0)
+@njit(cache=True, inline="always")
+def _combine(compute, e_l1, l2_words, e_outer, dram_words, sc):
+    cycles = stalled_cycles(compute, dram_words, l2_words, sc[SC_DRAM_BW], sc[SC_NOC_BW], sc[SC_L1_STALLS] > 0,
+                            sc[SC_L2_STALLS] > 0)
     return max(cycles, sc[SC_FLOOR_CYCLES]), max(sc[SC_E_MACS] + e_l1 + e_outer, sc[SC_FLOOR_ENERGY])
+
+
+@njit(cache=True)
+def bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc):
+    """``(cycles, energy)`` bounding every completion and loop order of the partial tiling ``rows`` (8 x DS_SIZE)
+    with input windows ``pairs`` (2 x PS_SIZE): each level's terms at their least over its innermost loop."""
+    terms = np.empty((2, 9, 2))
+    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms)
+    return _combine(_compute(rows, indexed, sc), terms[LEVEL_L1, :, TERM_ENERGY].min(),
+                    terms[LEVEL_L1, :, TERM_WORDS].min(), terms[LEVEL_L2, :, TERM_ENERGY].min(),
+                    terms[LEVEL_L2, :, TERM_WORDS].min(), sc)
+
+
+@njit(cache=True)
+def order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, cycles, energy):
+    """For a whole tiling: ``cycles[x, y]``, ``energy[x, y]`` (9 x 9, index ``loop - NO_LOOP``) bound the loop
+    orders whose innermost loop > 1 above L1 is ``x`` and above L2 (the innermost DRAM loop > 1) is ``y``
+    (``inf``: no order has them)."""
+    terms = np.empty((2, 9, 2))
+    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms)
+    compute = _compute(rows, indexed, sc)
+    for x in range(9):
+        for y in range(9):
+            if terms[LEVEL_L1, x, TERM_ENERGY] < np.inf and terms[LEVEL_L2, y, TERM_ENERGY] < np.inf:
+                cycles[x, y], energy[x, y] = _combine(compute, terms[LEVEL_L1, x, TERM_ENERGY],
+                                                      terms[LEVEL_L1, x, TERM_WORDS], terms[LEVEL_L2, y, TERM_ENERGY],
+                                                      terms[LEVEL_L2, y, TERM_WORDS], sc)
+            else:
+                cycles[x, y] = energy[x, y] = np.inf
 
 
 @njit(cache=True)
@@ -198,7 +247,8 @@ def _compute(rows, indexed, sc):
 
 
 @njit(cache=True)
-def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, indexed, window, tc, sc, cycles, energy):
+def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, unroll, indexed, window, tc, sc, cycles,
+                  energy):
     """The bound with dim ``d`` at each of its options in turn (row ``option_rows[j]``; with window ``pair``'s row
     ``option_pairs[j]`` when ``pair >= 0``), the other dims as in ``rows``: into ``cycles[j]``, ``energy[j]``.
     ``rows`` and ``pairs`` are left as they were."""
@@ -208,7 +258,7 @@ def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, indexe
         rows[d] = option_rows[j]
         if pair >= 0:
             pairs[pair] = option_pairs[j]
-        cycles[j], energy[j] = bound_of(rows, pairs, sizes, indexed, window, tc, sc)
+        cycles[j], energy[j] = bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc)
     rows[d] = saved_row
     pairs[max(pair, 0)] = saved_pair
 

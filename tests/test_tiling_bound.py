@@ -97,3 +97,71 @@ def test_pruned_exact_search_equals_brute_force_on_a_systolic_array(objective: s
     opt = search_mapping(layer, accel, objective, method="optimal")
     assert opt.proven and opt.fitness == pytest.approx(brute, rel=1e-12)
     assert opt.tilings_skipped > 0
+
+
+def _innermost(order_row: np.ndarray, factors: np.ndarray) -> int:
+    """The innermost dim of a level's order with a factor > 1 (-1: none)."""
+    active = [d for d in order_row.tolist() if factors[d] > 1]
+    return active[-1] if active else -1
+
+
+@pytest.mark.parametrize("accel", ["small", "single-buffered", "partitioned-l1"])
+@pytest.mark.parametrize("layer", LAYERS, ids=[layer.name for layer in LAYERS])
+def test_order_bounds_never_above_an_order_with_those_innermost_loops(layer: hw.Layer, accel: str) -> None:
+    """The exact mapper skips a tiling's loop orders by their innermost loops (X above L1: the innermost L2 loop,
+    else DRAM loop; X' above L2: the innermost DRAM loop): every order's cost is at least its entry, and the
+    least entry is the tiling's bound."""
+    acc = ACCELS[accel]
+    bound = TilingBound(layer, acc)
+    per_tiling: dict[bytes, tuple] = {}
+    checked = tighter = 0
+    for t, s, o in enumerate_mappings(layer, acc, prune=False):
+        codes, metrics, _ = evaluate_batch(layer, acc, t, s, o, parallel=False)
+        for i in np.flatnonzero(codes == 0):
+            key = t[i].tobytes() + s[i].tobytes()
+            if key not in per_tiling:
+                options = [[tuple(int(v) for v in t[i][:, d])] for d in range(8)]
+                part = bound.split(options, [int(s[i][:, d].prod()) for d in range(8)])
+                per_tiling[key] = (*part.order_bounds(), part.bound())
+            cycles, energy, whole = per_tiling[key]
+            x_dram = _innermost(o[i][0], t[i][0])
+            x_l1 = _innermost(o[i][1], t[i][1]) if (t[i][1] > 1).any() else x_dram
+            c, e = cycles[x_l1 + 1, x_dram + 1], energy[x_l1 + 1, x_dram + 1]
+            assert c <= metrics[i, CYCLES] and e <= metrics[i, ENERGY] * (1 + 1e-12), (t[i].tolist(), o[i].tolist())
+            assert c >= whole[0] and e >= whole[1]
+            tighter += c * e > whole[0] * whole[1] * 1.01
+            checked += 1
+    assert checked > 10_000 and tighter > 0.1 * checked
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+@given(preset=st.sampled_from(sorted(hw.PRESETS)), data=st.data(),
+       layer=st.sampled_from([hw.Layer(K=64, C=64, P=56, Q=56, R=3, S=3), hw.Layer(K=1, C=1, G=32, P=112, Q=112,
+                                                                                    R=3, S=3),
+                              hw.Layer(K=64, C=3, P=112, Q=112, R=7, S=7, stride=2)]))
+def test_incremental_bound_equals_the_bound_of_its_option_sets(preset: str, data, layer: hw.Layer) -> None:
+    """The walk's incremental form (assign / release, every option of a dim at once) gives exactly what
+    ``over`` gives for the same option sets built afresh, and a partial tiling's bound is never above a
+    completion's."""
+    from hwmodel.search import tiling_space
+
+    accel = hw.PRESETS[preset]
+    _, space = tiling_space(layer, accel, prune=True)
+    sp, per_dim = data.draw(st.sampled_from([(sp, pd) for sp, pd in space if all(pd)]))
+    unroll = [int(sp[:, d].prod()) for d in range(8)]
+    bound = TilingBound(layer, accel)
+    part = bound.split(per_dim, unroll)
+    chosen = [list(o) for o in per_dim]
+    for d in data.draw(st.permutations(range(8))):
+        cycles, energy = part.children(d)
+        j = data.draw(st.integers(0, len(per_dim[d]) - 1))
+        fresh = bound.over([*chosen[:d], [per_dim[d][j]], *chosen[d + 1:]], unroll)
+        assert (cycles[j], energy[j]) == (fresh.cycles, fresh.energy_pj)
+        parent = bound.over(chosen, unroll)
+        assert parent.cycles <= cycles.min() and parent.energy_pj <= energy.min()
+        part.assign(d, j)
+        chosen[d] = [per_dim[d][j]]
+        if data.draw(st.booleans()):  # and back: release restores the free dim
+            part.release(d)
+            assert part.bound() == (parent.cycles, parent.energy_pj)
+            part.assign(d, j)
