@@ -7,10 +7,14 @@ every MAC). The walk assigns one dim's factors at a time (the dims with most opt
 tiling when
 
 * its tiles already overflow L1 or L2 with the unassigned dims at factor 1 (tiles only grow with a factor), or
-* :meth:`hwmodel.tiling_bound.TilingBound.over` -- a bound on every completion and every loop order -- cannot beat
-  the incumbent (the ES's mapping first, then the best evaluated).
+* its bound (:class:`hwmodel.tiling_bound.SplitBound`, compiled in :mod:`hwmodel.tiling_kernel`) -- a bound on every
+  completion and every loop order -- cannot beat the incumbent (the ES's mapping first, then the best evaluated).
 
-Both only drop mappings that are invalid or cannot be strictly better, so an exhausted walk proves the optimum.
+Every option of the next dim is checked in one compiled call, and the survivors are visited best bound first. Of a
+whole tiling, only the loop orders whose innermost loops (``X`` above L1, ``X'`` above L2) have a bound that can
+beat the incumbent are evaluated. All of this only drops mappings that are invalid or cannot be strictly better, so
+an exhausted walk proves the optimum. Cut short by a time limit, the certified bound is the least bound of what the
+walk had not ruled out (:class:`Frontier`).
 """
 
 from __future__ import annotations
@@ -72,49 +76,80 @@ def promising_orders(leaf: Leaf, hopeless: Callable[[np.ndarray, np.ndarray], np
     return orders[~hopeless(leaf.order_cycles[at], leaf.order_energy[at])]
 
 
+class Frontier:
+    """What the walk has not ruled out yet, as bound scores: the spatial split to walk next (``next_root``) and,
+    per depth of the walk, the scores of the kept options in visiting order with the one being visited. The least
+    of the unvisited options, the one visited deepest (its subtree may be unfinished) and ``next_root`` is a bound
+    on every mapping not yet evaluated."""
+
+    def __init__(self) -> None:
+        self.next_root = np.inf
+        self.trail: list[list] = []  # per depth: [scores in visiting order, index being visited]
+
+    def least(self) -> float:
+        out = self.next_root
+        for depth, (scores, at) in enumerate(self.trail):
+            rest = scores[at if depth == len(self.trail) - 1 else at + 1:]
+            if len(rest):
+                out = min(out, float(rest.min()))
+        return out
+
+
 def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
                     score: Callable[[np.ndarray, np.ndarray], np.ndarray],
                     hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                    frontier: list[float]) -> Iterator[Leaf]:
+                    frontier: Frontier) -> Iterator[Leaf]:
     """The tilings of ``space`` that fit and whose bound ``hopeless`` does not reject, by depth-first assignment of
     one dim at a time with the bound of each partial tiling (module docstring); each with its order bounds.
 
     ``score(cycles, energy)`` and ``hopeless(cycles, energy)`` take arrays of bounds. Spatial splits go in
-    ascending order of their bound's score; ``frontier[0]`` is kept at the score of the split being walked, so
-    when the walk stops early no mapping it has not ruled out scores below it."""
+    ascending order of their bound's score, and a dim's options in ascending order of theirs; ``frontier`` is kept
+    up to date, so when the walk stops early no mapping it has not ruled out scores below ``frontier.least()``."""
     roots = []
     for sp, per_dim in space:
         if all(per_dim):
-            unroll = [int(sp[:, d].prod()) for d in range(8)]
-            part = bound.split(per_dim, unroll)
-            cycles, energy = (np.array([v]) for v in part.bound())
-            roots.append((float(score(cycles, energy)[0]), len(roots), sp, part, cycles, energy))
+            part = bound.split(per_dim, [int(sp[:, d].prod()) for d in range(8)])
+            order = sorted(range(8), key=lambda d: -len(per_dim[d]))
+            # the split's bound: the least over the options of its first dim that fit (every completion takes one)
+            first = fits.options(np.ones((3, 8), dtype=np.int64), sp, order[0], part.options[order[0]])
+            cycles, energy = (v[first] for v in part.children(order[0]))
+            if len(cycles):
+                at = int(np.argmin(score(cycles, energy)))
+                roots.append((float(score(cycles, energy)[at]), len(roots), sp, part, order, cycles[at:at + 1],
+                              energy[at:at + 1]))
     roots.sort(key=lambda root: root[:2])
-    for root_score, _, sp, part, cycles, energy in roots:
-        frontier[0] = root_score
+    for i, (root_score, _, sp, part, order, cycles, energy) in enumerate(roots):
+        frontier.next_root = root_score
         if hopeless(cycles, energy)[0]:
             break  # ascending: no later split can do better either
-        per_dim = part.options
-        order = sorted(range(8), key=lambda d: -len(per_dim[d]))
-        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), part, sp, fits, hopeless)
+        frontier.next_root = roots[i + 1][0] if i + 1 < len(roots) else np.inf
+        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), part, sp, fits, score, hopeless, frontier.trail)
 
 
 def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: np.ndarray, fits: TilingFit,
-          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> Iterator[Leaf]:
+          score: Callable[[np.ndarray, np.ndarray], np.ndarray],
+          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray], trail: list[list]) -> Iterator[Leaf]:
     """Depth-first: the ``k``-th dim of ``order`` takes each of its options that fits and whose bound is not
-    hopeless (``temporal`` and ``part`` hold the partial tiling; unassigned dims are at factor 1 in ``temporal``
-    and free in ``part``)."""
+    hopeless, best bound first (``temporal`` and ``part`` hold the partial tiling; unassigned dims are at factor 1
+    in ``temporal`` and free in ``part``; ``trail`` is :class:`Frontier`'s)."""
     d = order[k]
     options = part.options[d]
     keep = fits.options(temporal, sp, d, options)
-    keep[keep] = ~hopeless(*(v[keep] for v in part.children(d)))
-    for j in np.flatnonzero(keep):
+    cycles, energy = part.children(d)
+    keep[keep] = ~hopeless(cycles[keep], energy[keep])
+    kept = np.flatnonzero(keep)
+    scores = score(cycles[kept], energy[kept])
+    visit = np.argsort(scores, kind="stable")
+    trail.append([scores[visit], 0])
+    for at, j in enumerate(kept[visit]):
+        trail[-1][1] = at
         temporal[:, d] = options[j]
         part.assign(d, j)
         if k + 1 == len(order):
             yield Leaf(temporal.copy(), sp, *part.order_bounds())
         else:
-            yield from _walk(k + 1, order, temporal, part, sp, fits, hopeless)
+            yield from _walk(k + 1, order, temporal, part, sp, fits, score, hopeless, trail)
+    trail.pop()
     temporal[:, d] = 1
     part.release(d)
 
@@ -138,12 +173,12 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
         pass
     bound = TilingBound(layer, accel)
     skipped = {"tilings": 0, "orders": 0}
-    frontier = [np.inf]  # the bound score of the spatial split being walked (the least of those not finished)
-    cut = [np.inf]  # that score when the time limit stopped the walk
+    frontier = Frontier()
+    cut = [np.inf]  # the least score of what the walk had not ruled out when the time limit stopped it
 
     def out_of_time() -> bool:
         if cut[0] == np.inf and time_limit is not None and time.perf_counter() - start > time_limit:
-            cut[0] = frontier[0]
+            cut[0] = frontier.least()
         return cut[0] < np.inf
 
     def score(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
