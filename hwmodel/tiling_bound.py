@@ -46,12 +46,13 @@ order. ``tests/test_tiling_bound.py`` checks it against every order of small til
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
 from hwmodel import tiling_kernel as tk
-from hwmodel.bounds import LowerBound, lower_bound, needed_input_words
+from hwmodel.bounds import LowerBound, distinct_window_rows, lower_bound, needed_input_words
 from hwmodel.layer import DIMS, Layer
 from hwmodel.precision import resolve_precision
 
@@ -147,10 +148,10 @@ def _pair_table(size_a: int, options_a: list[Option], unroll_a: int, size_b: int
         counts = [_pe_index_counts(size, o[T2], unroll) for o in options]
         busy = np.array([sum(1 for c in cs if c > 0) for cs in counts], dtype=np.float64)
         total = np.array([sum(cs) for cs in counts], dtype=np.float64)
-        return -(-size // l1_span), -(-size // l2_span), busy, total
+        return -(-size // l1_span), -(-size // l2_span), busy, total, l2_span
 
-    a1, a2, busy_a, total_a = per_option(size_a, options_a, unroll_a)
-    b1, b2, busy_b, total_b = per_option(size_b, options_b, unroll_b)
+    a1, a2, busy_a, total_a, span_a = per_option(size_a, options_a, unroll_a)
+    b1, b2, busy_b, total_b, span_b = per_option(size_b, options_b, unroll_b)
     table = np.empty((len(options_a) + 1, len(options_b) + 1, tk.PS_SIZE))
     core = table[:-1, :-1]
     for field, sa, sb in ((tk.PS_WINDOW_L1, a1, b1), (tk.PS_WINDOW_L2, a2, b2)):
@@ -158,9 +159,21 @@ def _pair_table(size_a: int, options_a: list[Option], unroll_a: int, size_b: int
     # sum over the PEs working along both dims of (rows along a) + (rows along b) - 1 (the sumset bound)
     core[..., tk.PS_FOOTPRINT] = (busy_b[None, :] * total_a[:, None] + busy_a[:, None] * total_b[None, :]
                                   - busy_a[:, None] * busy_b[None, :])
+    # a sweep over every a (b's L2 tile fixed) covers the rows of all a against that tile, and vice versa
+    core[..., tk.PS_SWEEP_A] = np.array([_sweep_rows(size_b, int(s), lambda e: distinct_window_rows(
+        size_a, e, stride, dilation)) for s in span_b])[None, :]
+    core[..., tk.PS_SWEEP_B] = np.array([_sweep_rows(size_a, int(s), lambda e: distinct_window_rows(
+        e, size_b, stride, dilation)) for s in span_a])[:, None]
     table[-1, :-1] = core.min(axis=0)
     table[:, -1] = table[:, :-1].min(axis=1)
     return table
+
+
+def _sweep_rows(size: int, span: int, rows: Callable[[int], int]) -> int:
+    """``rows(e)`` summed over the L2 tiles of a dim of ``size`` cut into ``span`` indices (``e``: a tile's extent,
+    the last one partial)."""
+    whole, last = divmod(size, span)
+    return whole * rows(span) + (rows(last) if last else 0)
 
 
 class TilingBound:

@@ -38,7 +38,9 @@ DS_SIZE = 13
 PS_WINDOW_L1 = 0  # summed bounding-box rows of the tiles over the steps above L1
 PS_WINDOW_L2 = 1  # ... above L2
 PS_FOOTPRINT = 2  # distinct rows per PE, summed over the PEs
-PS_SIZE = 3
+PS_SWEEP_A = 3  # rows the L2 receives per sweep of a's DRAM loop (every a), summed over b's DRAM positions
+PS_SWEEP_B = 4  # ... per sweep of b's DRAM loop, summed over a's DRAM positions
+PS_SIZE = 5
 WINDOW_PAIRS = ((4, 6), (5, 7))  # (P, R), (Q, S) in hwmodel.layer.DIMS order
 
 # ---- per-tensor constants: rows of ``tc[TC_*, t]`` ---------------------------------------------------------------
@@ -108,6 +110,7 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
     refetch_l2 = np.empty(3)
     held = np.zeros(3)
     zero = np.zeros(3)
+    refetch_l2_outside = np.zeros(2)
     compulsory = tc[TC_COMPULSORY]
     for t in range(3):
         foot, r1, r2, stationary, surely = 1.0, 1.0, 1.0, 1.0, False
@@ -125,30 +128,43 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
         if t == INPUTS:
             foot *= pairs[0, PS_FOOTPRINT] * pairs[1, PS_FOOTPRINT]
             r1 *= pairs[0, PS_WINDOW_L1] * pairs[1, PS_WINDOW_L1]
+            refetch_l2_outside[0] = r2 * pairs[1, PS_WINDOW_L2]  # all but the rows window
+            refetch_l2_outside[1] = r2 * pairs[0, PS_WINDOW_L2]
             r2 *= pairs[0, PS_WINDOW_L2] * pairs[1, PS_WINDOW_L2]
         elif surely:
             held[t] = stationary  # an L2 loop indexes it: its innermost indexing loop is below every DRAM loop
         floor_l1[t], refetch_l1[t], refetch_l2[t] = foot, r1, r2
 
-    # inputs along a window: a step of X over P or R (Q or S) moves every tile by ``shift`` rows; when that is at
-    # least the tile's extent, the new tile is disjoint from the previous one and filled whole, as for a disjoint
-    # dim (the bounding box of the tile is the largest). A reset of X moves it back further, unless the window's
-    # other dim advances at the same step: so that dim must have no loop above the level.
+    # inputs along a window (rows: P with R; columns: Q with S): when X is a loop over one of its dims, every step
+    # of the loops above the level moves the input tile along the window (or changes another data-space dim: a
+    # whole new tile); when every such move is at least the tile's extent the new tile is disjoint from the last
+    # one and filled whole, as for a disjoint dim. (:func:`_window_apart`)
     apart = np.zeros((2, 8), dtype=np.bool_)
     for w in range(2):
         a, b = WINDOW_PAIRS[w]
-        stride, dil = sc[SC_STRIDE_H + w], sc[SC_DIL_H + w]
-        span_a, span_b = rows[a, DS_L1_FACTOR], rows[b, DS_L1_FACTOR]
-        if span_a == 0 or span_b == 0 or rows[a, DS_L2_FACTOR] == 0 or rows[b, DS_L2_FACTOR] == 0:
-            continue  # a free dim: its extent is not known
-        extent = (span_a - 1) * stride + (span_b - 1) * dil + 1
-        apart[LEVEL_L1, a] = unroll[a] * span_a * stride >= extent and rows[b, DS_ABOVE_L1] == 1
-        apart[LEVEL_L1, b] = unroll[b] * span_b * dil >= extent and rows[a, DS_ABOVE_L1] == 1
-        span_a *= rows[a, DS_L2_FACTOR] * unroll[a]
-        span_b *= rows[b, DS_L2_FACTOR] * unroll[b]
-        extent = (span_a - 1) * stride + (span_b - 1) * dil + 1
-        apart[LEVEL_L2, a] = span_a * stride >= extent and rows[b, DS_ABOVE_L1] == rows[b, DS_L2_FACTOR]
-        apart[LEVEL_L2, b] = span_b * dil >= extent and rows[a, DS_ABOVE_L1] == rows[a, DS_L2_FACTOR]
+        if (rows[a, DS_L1_FACTOR] == 0 or rows[b, DS_L1_FACTOR] == 0 or rows[a, DS_L2_FACTOR] == 0
+                or rows[b, DS_L2_FACTOR] == 0):
+            continue  # a free dim: its factors are not known
+        weights = (sc[SC_STRIDE_H + w], sc[SC_DIL_H + w])
+        for level in range(2):
+            apart[level, a] = _window_apart(rows[a], rows[b], unroll[a], unroll[b], weights[0], weights[1], level)
+            apart[level, b] = _window_apart(rows[b], rows[a], unroll[b], unroll[a], weights[1], weights[0], level)
+
+    # inputs above L2 when X' (a DRAM loop) sweeps a window dim x: if every step that resets it moves the tile by at
+    # least its extent, each sweep starts on a disjoint tile and receives at least the union of its tiles, the rows
+    # of every x against the other dim's tile: (the fills of the other dims' tiles) x PS_SWEEP
+    sweep = np.zeros(8)
+    for w in range(2):
+        a, b = WINDOW_PAIRS[w]
+        if (rows[a, DS_L1_FACTOR] == 0 or rows[b, DS_L1_FACTOR] == 0 or rows[a, DS_L2_FACTOR] == 0
+                or rows[b, DS_L2_FACTOR] == 0):
+            continue
+        rest = refetch_l2_outside[w]
+        weights = (sc[SC_STRIDE_H + w], sc[SC_DIL_H + w])
+        if _sweep_clear(rows[a], rows[b], unroll[a], unroll[b], weights[0], weights[1]):
+            sweep[a] = rest * pairs[w, PS_SWEEP_A]
+        if _sweep_clear(rows[b], rows[a], unroll[b], unroll[a], weights[1], weights[0]):
+            sweep[b] = rest * pairs[w, PS_SWEEP_B]
 
     terms[:] = np.inf
     any_l1, any_l2 = False, False
@@ -174,6 +190,8 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
             energy, words = 0.0, 0.0
             for t in range(3):
                 f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window, x >= 0 and apart[LEVEL_L2, x])
+                if t == INPUTS and x >= 0:
+                    f = max(f, sweep[x])
                 energy += f * tc[TC_E_FILL_L2, t]
                 words += f * tc[TC_OUTER_WORDS, t]
                 if t == OUTPUTS:  # outputs' re-reads: every fill but the first write of each element
@@ -181,6 +199,64 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
                     words += max(0.0, f - compulsory[t]) * tc[TC_OUTER_WORDS, t]
             terms[LEVEL_L2, x - NO_LOOP, TERM_ENERGY] = energy
             terms[LEVEL_L2, x - NO_LOOP, TERM_WORDS] = words
+
+
+@njit(cache=True)
+def _window_apart(row_x, row_y, unroll_x, unroll_y, weight_x, weight_y, level):
+    """Whether every step of the loops above ``level`` moves an input tile by at least its extent along the window
+    of dims ``x`` and ``y``, with ``x`` owning X, the innermost loop > 1 above the level (factors all known; a
+    dim's index moves the tile by ``weight`` rows per unit: stride for P / Q, dilation for R / S).
+
+    Above L1, X is x's L2 loop if it has one, else its DRAM loop; a step of X moves the per-PE tile by
+    ``w = unroll_x * t2_x * weight_x``, and ``n`` is X's bound. At any other step some loop L advances and every
+    loop inside it resets, X included (back by ``(n - 1) * w``):
+
+    * L over neither dim: the tile moves back by at least ``(n - 1) * w >= w``;
+    * L over ``y``: ``y``'s net advance (its L2 digit resetting under a DRAM one) is ``w_y = unroll_y * t2_y *
+      weight_y``, so the tile moves by at most ``w_y - (n - 1) * w``;
+    * L is x's DRAM loop (X at L2): the tile moves by ``w`` less ``(t1_y - 1) * w_y`` when ``y``'s L2 loop resets,
+      less ``(t0_y * t1_y - 1) * w_y`` when ``y``'s DRAM loop is inside L too.
+
+    Above L2 (X the innermost DRAM loop) the same holds with the L2 tile (``t1 * unroll * t2`` indices) and ``y``'s
+    DRAM loop only."""
+    t0x, t1x, t2x = row_x[DS_ABOVE_L1] / row_x[DS_L2_FACTOR], row_x[DS_L2_FACTOR], row_x[DS_L1_FACTOR]
+    t0y, t1y, t2y = row_y[DS_ABOVE_L1] / row_y[DS_L2_FACTOR], row_y[DS_L2_FACTOR], row_y[DS_L1_FACTOR]
+    if level == LEVEL_L1:
+        span_x, span_y = unroll_x * t2x, unroll_y * t2y
+        n = t1x if t1x > 1 else t0x
+        y_above = t0y * t1y > 1
+    else:
+        span_x, span_y = t1x * unroll_x * t2x, t1y * unroll_y * t2y
+        n = t0x
+        y_above = t0y > 1
+    extent = (span_x - 1) * weight_x + (span_y - 1) * weight_y + 1
+    w, w_y = span_x * weight_x, span_y * weight_y
+    if n < 2 or w < extent:
+        return False
+    if y_above and (n - 1) * w < w_y + extent:
+        return False
+    if level == LEVEL_L1 and t1x > 1 and t0x > 1:
+        # L is x's DRAM loop: y's loops inside it reset (its L2 loop, and its DRAM loop if that is inside too)
+        if t1y > 1 and abs(w - (t1y - 1) * w_y) < extent:
+            return False
+        if t0y > 1 and abs(w - (t0y * t1y - 1) * w_y) < extent:
+            return False
+    return True
+
+
+@njit(cache=True)
+def _sweep_clear(row_x, row_y, unroll_x, unroll_y, weight_x, weight_y):
+    """Whether, with X' (the innermost DRAM loop > 1) over window dim ``x``, every step that resets X' moves the
+    L2's input tile by at least its extent (as :func:`_window_apart` above L2, without asking it of X''s own steps):
+    back by ``(n - 1) * w`` at least, or by ``w_y - (n - 1) * w`` at most when ``y``'s DRAM loop advances."""
+    t0x, t1x, t2x = row_x[DS_ABOVE_L1] / row_x[DS_L2_FACTOR], row_x[DS_L2_FACTOR], row_x[DS_L1_FACTOR]
+    t0y, t1y, t2y = row_y[DS_ABOVE_L1] / row_y[DS_L2_FACTOR], row_y[DS_L2_FACTOR], row_y[DS_L1_FACTOR]
+    span_x, span_y = t1x * unroll_x * t2x, t1y * unroll_y * t2y
+    extent = (span_x - 1) * weight_x + (span_y - 1) * weight_y + 1
+    back = (t0x - 1) * span_x * weight_x
+    if t0x < 2 or back < extent:
+        return False
+    return not (t0y > 1 and back < span_y * weight_y + extent)
 
 
 @njit(cache=True, inline="always")
