@@ -106,16 +106,18 @@ def _innermost(order_row: np.ndarray, factors: np.ndarray) -> int:
 
 
 WINDOW_LAYERS = [*LAYERS, hw.Layer(K=2, C=1, P=8, Q=1, R=3, S=1, name="long window"),
-                 hw.Layer(K=1, C=2, P=6, Q=1, R=3, S=1, stride=2, name="long strided window")]
+                 hw.Layer(K=1, C=2, P=6, Q=1, R=3, S=1, stride=2, name="long strided window"),
+                 hw.Layer(K=2, C=1, P=4, Q=1, R=3, S=1, name="short window")]
+ORDER_ACCELS = {**ACCELS, "roomy": SMALL.with_(name="small-roomy", l1_words=64, l2_bytes=4000)}
 
 
-@pytest.mark.parametrize("accel", ["small", "single-buffered", "partitioned-l1"])
+@pytest.mark.parametrize("accel", ["small", "single-buffered", "partitioned-l1", "roomy"])
 @pytest.mark.parametrize("layer", WINDOW_LAYERS, ids=[layer.name for layer in WINDOW_LAYERS])
 def test_order_bounds_never_above_an_order_with_those_innermost_loops(layer: hw.Layer, accel: str) -> None:
     """The exact mapper skips a tiling's loop orders by their innermost loops (X above L1: the innermost L2 loop,
     else DRAM loop; X' above L2: the innermost DRAM loop): every order's cost is at least its entry, and the
     least entry is the tiling's bound."""
-    acc = ACCELS[accel]
+    acc = ORDER_ACCELS[accel]
     bound = TilingBound(layer, acc)
     per_tiling: dict[bytes, tuple] = {}
     checked = tighter = 0
@@ -135,7 +137,7 @@ def test_order_bounds_never_above_an_order_with_those_innermost_loops(layer: hw.
             assert c >= whole[0] and e >= whole[1]
             tighter += c * e > whole[0] * whole[1] * 1.01
             checked += 1
-    assert checked > 500 and tighter > 0.1 * checked
+    assert checked > 300 and tighter > 0.1 * checked
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
@@ -194,7 +196,6 @@ def test_window_steps_that_bring_the_tile_back_are_not_counted_as_disjoint() -> 
     temporal = np.ones((3, 8), dtype=np.int64)
     temporal[:, 4], temporal[:, 6] = (2, 2, 2), (1, 3, 1)
     order = np.array([[4, 0, 1, 2, 3, 5, 6, 7], [6, 4, 0, 1, 2, 3, 5, 7], list(range(8))])
-    roomy = SMALL.with_(name="roomy", l1_words=64, l2_bytes=4000)
-    cost = hw.evaluate(layer, roomy, hw.Mapping(temporal, np.ones((3, 8), dtype=np.int64), order))
+    cost = hw.evaluate(layer, ORDER_ACCELS["roomy"], hw.Mapping(temporal, np.ones((3, 8), dtype=np.int64), order))
     tiles = 2 * 2 * 3  # steps above L1; each tile has 2 rows
     assert cost.valid and cost.accesses["inputs"]["l1_writes"] < 2 * tiles  # the kernel agrees: some steps are free
