@@ -22,12 +22,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from numba import njit
-
 from hwmodel.accelerator import Accelerator
 from hwmodel.layer import DIMS, Layer
 from hwmodel.precision import resolve_precision
 from hwmodel.templates import no_waste_values
+from hwmodel.tiling_kernel import stalled_cycles
 
 
 @dataclass(frozen=True)
@@ -164,18 +163,7 @@ def lower_bound(layer: Layer, accel: Accelerator) -> LowerBound:
 
 def network_cycles(compute: float, dram_words: float, l2_words: float, accel: Accelerator) -> float:
     """Cycles of ``compute`` MAC cycles with at least ``dram_words`` over the DRAM network and ``l2_words`` over
-    the L2's network on ``accel`` (:func:`stalled_cycles`)."""
+    the L2's network on ``accel`` (:func:`hwmodel.tiling_kernel.stalled_cycles`)."""
     l1_stalls, l2_stalls = (not flag for flag in accel.double_buffer)
     return float(stalled_cycles(compute, dram_words, l2_words, accel.dram_bandwidth, accel.noc_bandwidth,
                                 l1_stalls, l2_stalls))
-
-
-@njit(cache=True)
-def stalled_cycles(compute: float, dram_words: float, l2_words: float, dram_bandwidth: float, noc_bandwidth: float,
-                   l1_stalls: bool, l2_stalls: bool) -> float:
-    """Timeloop's timing: a level without double buffering (``*_stalls``) stalls while its parent's network fills
-    it (the transfer adds to the cycles), a double-buffered one overlaps it (the larger counts)."""
-    dram_net = math.ceil(dram_words / dram_bandwidth - 1e-9)
-    l2_net = math.ceil(l2_words / noc_bandwidth - 1e-9)
-    overlapped = max(compute, 0 if l2_stalls else dram_net, 0 if l1_stalls else l2_net)
-    return overlapped + (dram_net if l2_stalls else 0) + (l2_net if l1_stalls else 0)

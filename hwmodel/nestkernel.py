@@ -1349,6 +1349,19 @@ def family_fits(lp, temporal, spatial, lvl, n_levels, ai, af):
     return True
 
 
+@njit(cache=True)
+def options_fit(lp, temporal, spatial, d, options, n_levels, ai, af, out):
+    """``out[j]``: whether the L1 and L2 tiles of a partial 3-level mapping fit with dim ``d``'s (DRAM, L2, L1)
+    factors at ``options[j]`` (the other dims as in ``temporal``, which is left as it was): the exact mapper's
+    check of every option of the next dim at once."""
+    saved = temporal[:, d].copy()
+    for j in range(options.shape[0]):
+        temporal[:, d] = options[j]
+        out[j] = (family_fits(lp, temporal, spatial, 0, n_levels, ai, af)
+                  and family_fits(lp, temporal, spatial, 1, n_levels, ai, af))
+    temporal[:, d] = saved
+
+
 @njit(cache=True, _nrt=False)
 def family_evaluate_one(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, metrics, counts,
                         tf, sfa, od, kp, nmet, ncnt, loops, roles, idx, gsum, ext, cover, ws):

@@ -32,7 +32,6 @@ from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
 from hwmodel.report import best_template, objective_value
 from hwmodel.templates import no_waste_values
 from hwmodel.tiling_bound import Option
-from hwmodel.tiling_kernel import options_fit
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
@@ -492,8 +491,8 @@ class TilingFit:
 
     def options(self, temporal: np.ndarray, spatial: np.ndarray, d: int, options: np.ndarray) -> np.ndarray:
         out = np.empty(len(options), dtype=np.bool_)
-        options_fit(self.lp, temporal, spatial, d, options, self.fp.n_levels, self.fp.arch_int, self.fp.arch_float,
-                    out)
+        nk.options_fit(self.lp, temporal, spatial, d, options, self.fp.n_levels, self.fp.arch_int,
+                       self.fp.arch_float, out)
         return out
 
 

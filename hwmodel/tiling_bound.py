@@ -48,11 +48,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from functools import lru_cache
+
 import numpy as np
 
-from hwmodel.accelerator import Accelerator
 from hwmodel import tiling_kernel as tk
-from hwmodel.bounds import LowerBound, distinct_window_rows, lower_bound, needed_input_words
+from hwmodel.accelerator import Accelerator
+from hwmodel.bounds import (
+    LowerBound,
+    distinct_window_rows,
+    lower_bound,
+    needed_input_words,
+)
 from hwmodel.layer import DIMS, Layer
 from hwmodel.precision import resolve_precision
 

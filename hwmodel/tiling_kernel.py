@@ -1,6 +1,5 @@
 """The compiled core of the exact mapper's walk: the tiling bound of :mod:`hwmodel.tiling_bound` from per-dim
-summaries, and the two questions the walk asks of every option of the next dim at once (does it fit, what is its
-bound).
+summaries, for every option of the next dim at once (whether they fit is :func:`hwmodel.nestkernel.options_fit`).
 
 The rules are :mod:`hwmodel.tiling_bound`'s (its module docstring derives them); this module only evaluates them.
 A partial tiling is described by one summary row per dim (``DS_*``: the dim's own option, or the least over its
@@ -14,9 +13,6 @@ import math
 
 import numpy as np
 from numba import njit
-
-from hwmodel.bounds import stalled_cycles
-from hwmodel.nestkernel import family_fits
 
 # ---- a dim's summary row: each field the least over the dim's options (flags: whether some / every option) ------
 DS_COMPUTE = 0  # temporal iterations t0 * t1 * t2
@@ -259,6 +255,17 @@ def _sweep_clear(row_x, row_y, unroll_x, unroll_y, weight_x, weight_y):
     return not (t0y > 1 and back < span_y * weight_y + extent)
 
 
+@njit(cache=True)
+def stalled_cycles(compute: float, dram_words: float, l2_words: float, dram_bandwidth: float, noc_bandwidth: float,
+                   l1_stalls: bool, l2_stalls: bool) -> float:
+    """Timeloop's timing: a level without double buffering (``*_stalls``) stalls while its parent's network fills
+    it (the transfer adds to the cycles), a double-buffered one overlaps it (the larger counts)."""
+    dram_net = math.ceil(dram_words / dram_bandwidth - 1e-9)
+    l2_net = math.ceil(l2_words / noc_bandwidth - 1e-9)
+    overlapped = max(compute, 0 if l2_stalls else dram_net, 0 if l1_stalls else l2_net)
+    return overlapped + (dram_net if l2_stalls else 0) + (l2_net if l1_stalls else 0)
+
+
 @njit(cache=True, inline="always")
 def _combine(compute, e_l1, l2_words, e_outer, dram_words, sc):
     cycles = stalled_cycles(compute, dram_words, l2_words, sc[SC_DRAM_BW], sc[SC_NOC_BW], sc[SC_L1_STALLS] > 0,
@@ -337,15 +344,3 @@ def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, unroll
         cycles[j], energy[j] = bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc)
     rows[d] = saved_row
     pairs[max(pair, 0)] = saved_pair
-
-
-@njit(cache=True)
-def options_fit(lp, temporal, spatial, d, options, n_levels, ai, af, out):
-    """``out[j]``: whether the L1 and L2 tiles fit with dim ``d``'s (DRAM, L2, L1) factors at ``options[j]`` (the
-    other dims as in ``temporal``, which is left as it was)."""
-    saved = temporal[:, d].copy()
-    for j in range(options.shape[0]):
-        temporal[:, d] = options[j]
-        out[j] = (family_fits(lp, temporal, spatial, 0, n_levels, ai, af)
-                  and family_fits(lp, temporal, spatial, 1, n_levels, ai, af))
-    temporal[:, d] = saved
