@@ -29,8 +29,10 @@ the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
   the DRAM), bounds the L2's fills from DRAM; outputs' DRAM reads are those fills less the first write of each.
 * Energy: every MAC's L1 accesses (as :func:`hwmodel.bounds.lower_bound`), the L1 fills plus their NoC words,
   the L2 accesses serving those fills (each shared at most by the PEs whose tiles can be identical: those apart
-  only along dims that do not index the tensor; for inputs one diagonal of the window positions), each L2 fill
-  with its DRAM access. Per access and per element
+  only along dims that do not index the tensor; for inputs one diagonal of the window positions): reads of
+  weights and inputs, updates of outputs, and for outputs also a read at every update but the first of each
+  element (Timeloop's read-write convention: reads = updates - partition); each L2 fill with its DRAM access.
+  Per access and per element
   energies are the family hierarchy's at the layer's widths.
 * Cycles: the tiling's compute cycles (all temporal factors, fused MAC lanes over the L1 reduction loops,
   passes of wide products), plus on a systolic array a skew per fold, where the folds are at least the product
@@ -206,7 +208,8 @@ class TilingBound:
         self.tc = np.zeros((tk.TC_SIZE, 3))
         self.tc[tk.TC_COMPULSORY] = [w, needed_input_words(layer), o]
         self.tc[tk.TC_E_FILL_L1] = [e_l1[t] + l2.noc_pj * inner[t] for t in range(3)]
-        self.tc[tk.TC_E_L2] = [min(l2.read_pj, l2.fill_pj, l2.update_pj) * outer[t] for t in range(3)]
+        self.tc[tk.TC_E_L2] = [l2.read_pj * outer[WEIGHTS], l2.read_pj * outer[INPUTS], l2.update_pj * outer[OUTPUTS]]
+        self.tc[tk.TC_E_L2_REREAD, OUTPUTS] = l2.read_pj * outer[OUTPUTS]
         self.tc[tk.TC_E_FILL_L2] = [(l2.fill_pj + dram.read_pj) * outer[t] for t in range(3)]
         self.tc[tk.TC_E_DRAM_READ] = [dram.read_pj * outer[t] for t in range(3)]
         self.tc[tk.TC_OUTER_WORDS] = outer

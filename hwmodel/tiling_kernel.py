@@ -42,12 +42,13 @@ WINDOW_PAIRS = ((4, 6), (5, 7))  # (P, R), (Q, S) in hwmodel.layer.DIMS order
 # ---- per-tensor constants: rows of ``tc[TC_*, t]`` ---------------------------------------------------------------
 TC_COMPULSORY = 0  # elements that must cross DRAM -> L2 once
 TC_E_FILL_L1 = 1  # pJ per L1 fill of an element (the L1 write and its NoC word)
-TC_E_L2 = 2  # pJ per L2 access serving an L1 fill
+TC_E_L2 = 2  # pJ per L2 access serving an L1 fill (weights, inputs: a read; outputs: an update)
 TC_E_FILL_L2 = 3  # pJ per L2 fill from DRAM (the fill and the DRAM read)
 TC_E_DRAM_READ = 4  # pJ per DRAM read of an element
 TC_OUTER_WORDS = 5  # words per element outside the PEs
 TC_SHARED = 6  # most PEs one L2 read can serve (multicast)
-TC_SIZE = 7
+TC_E_L2_REREAD = 7  # outputs: pJ per L2 read of a partial sum sent back down (every update but the first of each)
+TC_SIZE = 8
 
 # ---- scalars: ``sc[SC_*]`` ------------------------------------------------------------------------------------------
 SC_E_MACS = 0  # every MAC's energy with its L1 accesses
@@ -177,8 +178,10 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
             for t in range(3):
                 f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and apart[LEVEL_L1, x])
                 served = max(compulsory[t], math.ceil(f / tc[TC_SHARED, t]))
-                energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t]
-                words += served * tc[TC_OUTER_WORDS, t]
+                # outputs: the L2 is read (a partial sum sent down) at every update but the first of each element
+                reread = served - compulsory[t] if t == OUTPUTS else 0.0
+                energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t] + reread * tc[TC_E_L2_REREAD, t]
+                words += (served + reread) * tc[TC_OUTER_WORDS, t]
             terms[LEVEL_L1, x - NO_LOOP, TERM_ENERGY] = energy
             terms[LEVEL_L1, x - NO_LOOP, TERM_WORDS] = words
         possible = (not any_l2 or no_dram) if x == NO_LOOP else rows[x, DS_DRAM_MAYBE] > 0

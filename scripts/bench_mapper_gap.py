@@ -6,6 +6,7 @@ gap); network layers on a preset get ``--time-limit`` seconds each, after which 
 best so far and the gap to a certified lower bound (``hwmodel.bounds.lower_bound``).
 
     .venv/bin/python scripts/bench_mapper_gap.py [--model resnet50 --accelerator eyeriss --layers 4 --time-limit 10]
+    .venv/bin/python scripts/bench_mapper_gap.py --layers 3 --no-small --time-limit 1 --leaves 300   # bound tightness
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--budget", type=int, default=2000, help="ES evaluations per layer")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--no-small", action="store_true", help="only the network layers (skip the proven small cases)")
+    ap.add_argument("--leaves", type=int, default=0,
+                    help="also: how tight the tiling bound is on the first N tilings the walk keeps (best order's "
+                         "cost over the tiling's bound)")
     args = ap.parse_args(argv)
 
     import hwmodel as hw
@@ -62,6 +66,14 @@ def main(argv: list[str] | None = None) -> int:
         gm = float(np.exp(np.mean(np.log(ratios))))
         print(f"| {layer.name} | {acc.name} | {exact.evaluations:,} | {t_exact:.1f} | {'yes' if exact.proven else 'no'} "
               f"| {exact.gap:.3f} | {np.mean(secs):.2f} | {gm:.4f} | {gm * exact.gap:.3f} |")
+    if args.leaves:
+        print(f"\nTiling bound at the walk's leaves (first {args.leaves} tilings kept against the ES incumbent; "
+              "quantiles 0 / 0.25 / 0.5 / 0.75 / 1 of the best order's figure over the tiling's bound):\n")
+        print("| layer | accelerator | tilings | EDP | cycles | energy |\n|---|---|---:|---|---|---|")
+        for layer, acc, limit in cases:
+            ratios = leaf_tightness(layer, acc, args.leaves, args.budget)
+            q = [np.round(np.quantile(ratios[:, k], [0, 0.25, 0.5, 0.75, 1]), 2).tolist() for k in range(3)]
+            print(f"| {layer.name} | {acc.name} | {len(ratios)} | {q[0]} | {q[1]} | {q[2]} |")
     # where the optimum is proven: the ES's true gap over every objective and seed
     true_gaps = []
     for layer, acc, limit in cases[: 0 if args.no_small else 3]:
@@ -74,6 +86,40 @@ def main(argv: list[str] | None = None) -> int:
               f"geomean {float(np.exp(np.mean(np.log(true_gaps)))):.4f}, worst {max(true_gaps):.4f}")
     print(f"\nload average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     return 0
+
+
+def leaf_tightness(layer, accel, n: int, budget: int) -> np.ndarray:
+    """Per tiling the exact mapper's walk keeps (EDP against the ES's incumbent; the first ``n``): the best loop
+    order's EDP, cycles and energy over the tiling's bound (least over its innermost loops)."""
+    import itertools
+
+    from hwmodel.costmodel import evaluate_batch
+    from hwmodel.exact_mapper import Frontier, bounded_tilings
+    from hwmodel.objectives import get_objective
+    from hwmodel.search import search_mapping, tiling_orders, tiling_space
+    from hwmodel.tiling_bound import TilingBound
+
+    incumbent = search_mapping(layer, accel, "edp", budget=budget, seed=0).fitness
+    fits, space = tiling_space(layer, accel, prune=True)
+    cyc, en = get_objective("latency").family_column, get_objective("energy").family_column
+    out = []
+    leaves = bounded_tilings(space, fits, TilingBound(layer, accel), lambda c, e: c * e,
+                             lambda c, e: c * e >= incumbent, Frontier())
+    for leaf in itertools.islice(leaves, n):
+        orders = tiling_orders(leaf.temporal)
+        k = len(orders)
+        codes, metrics, _ = evaluate_batch(layer, accel, np.broadcast_to(leaf.temporal, (k, 3, 8)).copy(),
+                                           np.broadcast_to(leaf.spatial, (k, *leaf.spatial.shape)).copy(), orders,
+                                           parallel=False)
+        if not (codes == 0).any():
+            continue
+        edp = np.where(codes == 0, metrics[:, cyc] * metrics[:, en], np.inf)
+        best = int(np.argmin(edp))
+        finite = np.isfinite(leaf.order_cycles)
+        bound_c, bound_e = leaf.order_cycles[finite], leaf.order_energy[finite]
+        out.append((edp[best] / (bound_c * bound_e).min(), metrics[best, cyc] / bound_c.min(),
+                    metrics[best, en] / bound_e.min()))
+    return np.array(out).reshape(-1, 3)
 
 
 if __name__ == "__main__":

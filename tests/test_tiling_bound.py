@@ -46,6 +46,12 @@ def _cheapest_order_per_tiling(layer: hw.Layer, accel: hw.Accelerator) -> dict[b
     return out
 
 
+def _innermost(order_row: np.ndarray, factors: np.ndarray) -> int:
+    """The innermost dim of a level's order with a factor > 1 (-1: none)."""
+    active = [d for d in order_row.tolist() if factors[d] > 1]
+    return active[-1] if active else -1
+
+
 @pytest.mark.parametrize("accel", list(ACCELS), ids=list(ACCELS))
 @pytest.mark.parametrize("layer", LAYERS, ids=[layer.name for layer in LAYERS])
 def test_bound_never_above_the_cheapest_order_of_any_tiling(layer: hw.Layer, accel: str) -> None:
@@ -82,6 +88,14 @@ def test_bound_never_above_random_mappings_of_real_layers(preset: str, seed: int
             continue
         b = bound(m.temporal, m.spatial)
         assert b.cycles <= cost.cycles and b.energy_pj <= cost.energy_pj * (1 + 1e-12), m
+        # and the entry of its innermost loops in the order bounds the exact mapper prunes orders with
+        part = bound.split([[tuple(int(v) for v in m.temporal[:, d])] for d in range(8)],
+                           [int(m.spatial[:, d].prod()) for d in range(8)])
+        cycles, energy = part.order_bounds()
+        x_dram = _innermost(m.order[0], m.temporal[0])
+        x_l1 = _innermost(m.order[1], m.temporal[1]) if (m.temporal[1] > 1).any() else x_dram
+        assert cycles[x_l1 + 1, x_dram + 1] <= cost.cycles, m
+        assert energy[x_l1 + 1, x_dram + 1] <= cost.energy_pj * (1 + 1e-12), m
         checked += 1
     assert checked > 0
 
@@ -97,12 +111,6 @@ def test_pruned_exact_search_equals_brute_force_on_a_systolic_array(objective: s
     opt = search_mapping(layer, accel, objective, method="optimal")
     assert opt.proven and opt.fitness == pytest.approx(brute, rel=1e-12)
     assert opt.tilings_skipped > 0
-
-
-def _innermost(order_row: np.ndarray, factors: np.ndarray) -> int:
-    """The innermost dim of a level's order with a factor > 1 (-1: none)."""
-    active = [d for d in order_row.tolist() if factors[d] > 1]
-    return active[-1] if active else -1
 
 
 WINDOW_LAYERS = [*LAYERS, hw.Layer(K=2, C=1, P=8, Q=1, R=3, S=1, name="long window"),
