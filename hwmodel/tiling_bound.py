@@ -29,7 +29,8 @@ the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
   the DRAM), bounds the L2's fills from DRAM; outputs' DRAM reads are those fills less the first write of each.
 * Energy: every MAC's L1 accesses (as :func:`hwmodel.bounds.lower_bound`), the L1 fills plus their NoC words,
   the L2 accesses serving those fills (each shared at most by the PEs whose tiles can be identical: those apart
-  only along dims that do not index the tensor; for inputs one diagonal of the window positions): reads of
+  only along dims that do not index the tensor; for inputs, per window, the PEs on one line of equal offsets
+  ``p * t2_p * stride + r * t2_r * dilation``): reads of
   weights and inputs, updates of outputs, and for outputs also a read at every update but the first of each
   element (Timeloop's read-write convention: reads = updates - partition); each L2 fill with its DRAM access.
   Per access and per element

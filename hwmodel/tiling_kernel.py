@@ -67,7 +67,7 @@ SC_STRIDE_H, SC_STRIDE_W, SC_DIL_H, SC_DIL_W = 12, 13, 14, 15
 SC_SIZE = 16
 
 WEIGHTS, INPUTS, OUTPUTS = 0, 1, 2
-DIM_C, DIM_R, DIM_S = 3, 6, 7
+DIM_K, DIM_C, DIM_R, DIM_S = 2, 3, 6, 7
 NO_LOOP = -1  # "no temporal loop > 1 above the level" among the innermost-loop candidates
 
 
@@ -163,6 +163,22 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
         if _sweep_clear(rows[b], rows[a], unroll[b], unroll[a], weights[1], weights[0]):
             sweep[b] = rest * pairs[w, PS_SWEEP_B]
 
+    # PEs one L2 read of inputs can serve: those apart only along K, and along each window at most the PEs with
+    # equal offsets p * A + r * B (A = t2_p * stride, B = t2_r * dilation): a line through the unroll box, on
+    # which p moves in steps of B / g and r of A / g (g = gcd(A, B))
+    shared = tc[TC_SHARED].copy()
+    refined = unroll[DIM_K]
+    for w in range(2):
+        a, b = WINDOW_PAIRS[w]
+        group = min(unroll[a], unroll[b])
+        if rows[a, DS_L1_FACTOR] > 0 and rows[b, DS_L1_FACTOR] > 0:
+            step_a = int(rows[a, DS_L1_FACTOR] * sc[SC_STRIDE_H + w])
+            step_b = int(rows[b, DS_L1_FACTOR] * sc[SC_DIL_H + w])
+            g = math.gcd(step_a, step_b)
+            group = min(group, math.ceil(unroll[a] / (step_b // g)), math.ceil(unroll[b] / (step_a // g)))
+        refined *= group
+    shared[INPUTS] = min(shared[INPUTS], refined)
+
     terms[:] = np.inf
     any_l1, any_l2 = False, False
     for d in range(8):
@@ -177,7 +193,7 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
             energy, words = 0.0, 0.0
             for t in range(3):
                 f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and apart[LEVEL_L1, x])
-                served = max(compulsory[t], math.ceil(f / tc[TC_SHARED, t]))
+                served = max(compulsory[t], math.ceil(f / shared[t]))
                 # outputs: the L2 is read (a partial sum sent down) at every update but the first of each element
                 reread = served - compulsory[t] if t == OUTPUTS else 0.0
                 energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t] + reread * tc[TC_E_L2_REREAD, t]
