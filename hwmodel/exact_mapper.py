@@ -3,7 +3,7 @@
 The space (:func:`hwmodel.search.tiling_space`): every spatial split of the array's axes, every DRAM / L2 / L1
 split of each dim into no-waste factors (``ceil(r / f)`` takes each value once, at its smallest ``f``), and every
 order of the loops with a factor > 1 at DRAM and at L2 (the L1 order changes no count: the innermost level serves
-every MAC). The walk assigns one dim's factors at a time (the dims with most options first) and drops a partial
+every MAC). The walk assigns one dim's factors at a time (the dims with fewest options first) and drops a partial
 tiling when
 
 * its tiles already overflow L1 or L2 with the unassigned dims at factor 1 (tiles only grow with a factor), or
@@ -109,10 +109,13 @@ def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
     for sp, per_dim in space:
         if all(per_dim):
             part = bound.split(per_dim, [int(sp[:, d].prod()) for d in range(8)])
-            order = sorted(range(8), key=lambda d: -len(per_dim[d]))
-            # the split's bound: the least over the options of its first dim that fit (every completion takes one)
-            first = fits.options(np.ones((3, 8), dtype=np.int64), sp, order[0], part.options[order[0]])
-            cycles, energy = (v[first] for v in part.children(order[0]))
+            # dims with fewest options first: the window dims' factors (which most of the input bounds need) are
+            # then known early, and the tree branches least near its root
+            order = sorted(range(8), key=lambda d: len(per_dim[d]))
+            # the split's bound: the least over the options of its widest dim that fit (every completion takes one)
+            widest = order[-1]
+            fit = fits.options(np.ones((3, 8), dtype=np.int64), sp, widest, part.options[widest])
+            cycles, energy = (v[fit] for v in part.children(widest))
             if len(cycles):
                 at = int(np.argmin(score(cycles, energy)))
                 roots.append((float(score(cycles, energy)[at]), len(roots), sp, part, order, cycles[at:at + 1],
