@@ -278,7 +278,7 @@ class SplitBound:
     def bound(self) -> tuple[float, float]:
         """``(cycles, energy)`` of the partial tiling as it stands."""
         return tk.bound_of(self.rows, self.pairs, self.b.sizes, self.unroll, self.b.indexed, self.b.window, self.tc,
-                           self.b.sc)
+                           self.b.sc, *tk.scratch())
 
     def order_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """With every dim assigned: ``(cycles, energy)``, each 9 x 9, of the loop orders by innermost loops

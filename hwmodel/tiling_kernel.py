@@ -84,17 +84,29 @@ def _fill(x, t, floor, refetch, held, indexed, window, apart):
     return floor[t]
 
 
+#: Rows of the scratch ``work`` (:func:`scratch`): per-tensor / per-dim intermediates of :func:`level_terms`.
+W_FLOOR_L1, W_REFETCH_L1, W_REFETCH_L2, W_HELD, W_ZERO, W_OUTSIDE, W_SWEEP, W_SHARED, W_APART_L1, W_APART_L2 = range(10)
+WORK_ROWS = 10
+
+
+@njit(cache=True)
+def scratch():
+    """``(terms, work)`` for :func:`bound_of`: allocated once per batch of bounds."""
+    return np.empty((2, 9, 2)), np.zeros((WORK_ROWS, 8))
+
+
 #: ``terms[level, x - NO_LOOP, TERM_*]``: a level's fill terms with ``x`` its innermost loop (``inf``: impossible).
 TERM_ENERGY, TERM_WORDS = 0, 1
 LEVEL_L1, LEVEL_L2 = 0, 1  # the L1's fills (from L2), the L2's fills (from DRAM)
 
 
 @njit(cache=True)
-def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
+def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work):
     """Fill ``terms`` (2 x 9 x 2) for the partial tiling ``rows`` (8 x DS_SIZE) with input windows ``pairs``
     (2 x PS_SIZE): per level and per choice of its innermost loop ``X`` above it (or none), the energy of its
     fills (with the L2 accesses serving the L1's, the DRAM reads feeding the L2's) and the words they move over
-    the level's network. ``X`` of the L1 is an L2 loop > 1 if the L2 has one, else a DRAM loop."""
+    the level's network. ``X`` of the L1 is an L2 loop > 1 if the L2 has one, else a DRAM loop. ``work``: scratch
+    (``WORK_ROWS`` x 8; nothing is allocated here)."""
     l2_surely = False
     no_l2 = True
     no_dram = True
@@ -102,12 +114,10 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
         l2_surely = l2_surely or rows[d, DS_L2_SURELY] > 0
         no_l2 = no_l2 and rows[d, DS_L2_UNIT] > 0
         no_dram = no_dram and rows[d, DS_DRAM_UNIT] > 0
-    floor_l1 = np.empty(3)
-    refetch_l1 = np.empty(3)
-    refetch_l2 = np.empty(3)
-    held = np.zeros(3)
-    zero = np.zeros(3)
-    refetch_l2_outside = np.zeros(2)
+    work[:] = 0.0
+    floor_l1, refetch_l1, refetch_l2 = work[W_FLOOR_L1], work[W_REFETCH_L1], work[W_REFETCH_L2]
+    held, zero, refetch_l2_outside = work[W_HELD], work[W_ZERO], work[W_OUTSIDE]
+    apart, sweep, shared = work[W_APART_L1:W_APART_L2 + 1], work[W_SWEEP], work[W_SHARED]
     compulsory = tc[TC_COMPULSORY]
     for t in range(3):
         foot, r1, r2, stationary, surely = 1.0, 1.0, 1.0, 1.0, False
@@ -136,7 +146,6 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
     # of the loops above the level moves the input tile along the window (or changes another data-space dim: a
     # whole new tile); when every such move is at least the tile's extent the new tile is disjoint from the last
     # one and filled whole, as for a disjoint dim. (:func:`_window_apart`)
-    apart = np.zeros((2, 8), dtype=np.bool_)
     for w in range(2):
         a, b = WINDOW_PAIRS[w]
         if (rows[a, DS_L1_FACTOR] == 0 or rows[b, DS_L1_FACTOR] == 0 or rows[a, DS_L2_FACTOR] == 0
@@ -150,7 +159,6 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
     # inputs above L2 when X' (a DRAM loop) sweeps a window dim x: if every step that resets it moves the tile by at
     # least its extent, each sweep starts on a disjoint tile and receives at least the union of its tiles, the rows
     # of every x against the other dim's tile: (the fills of the other dims' tiles) x PS_SWEEP
-    sweep = np.zeros(8)
     for w in range(2):
         a, b = WINDOW_PAIRS[w]
         if (rows[a, DS_L1_FACTOR] == 0 or rows[b, DS_L1_FACTOR] == 0 or rows[a, DS_L2_FACTOR] == 0
@@ -166,7 +174,7 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
     # PEs one L2 read of inputs can serve: those apart only along K, and along each window at most the PEs with
     # equal offsets p * A + r * B (A = t2_p * stride, B = t2_r * dilation): a line through the unroll box, on
     # which p moves in steps of B / g and r of A / g (g = gcd(A, B))
-    shared = tc[TC_SHARED].copy()
+    shared[:3] = tc[TC_SHARED]
     refined = unroll[DIM_K]
     for w in range(2):
         a, b = WINDOW_PAIRS[w]
@@ -192,7 +200,7 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
         if possible:
             energy, words = 0.0, 0.0
             for t in range(3):
-                f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and apart[LEVEL_L1, x])
+                f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and apart[LEVEL_L1, x] > 0)
                 served = max(compulsory[t], math.ceil(f / shared[t]))
                 # outputs: the L2 is read (a partial sum sent down) at every update but the first of each element
                 reread = served - compulsory[t] if t == OUTPUTS else 0.0
@@ -204,7 +212,7 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms):
         if possible:
             energy, words = 0.0, 0.0
             for t in range(3):
-                f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window, x >= 0 and apart[LEVEL_L2, x])
+                f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window, x >= 0 and apart[LEVEL_L2, x] > 0)
                 if t == INPUTS and x >= 0:
                     f = max(f, sweep[x])
                 energy += f * tc[TC_E_FILL_L2, t]
@@ -293,11 +301,11 @@ def _combine(compute, e_l1, l2_words, e_outer, dram_words, sc):
 
 
 @njit(cache=True)
-def bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc):
+def bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work):
     """``(cycles, energy)`` bounding every completion and loop order of the partial tiling ``rows`` (8 x DS_SIZE)
-    with input windows ``pairs`` (2 x PS_SIZE): each level's terms at their least over its innermost loop."""
-    terms = np.empty((2, 9, 2))
-    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms)
+    with input windows ``pairs`` (2 x PS_SIZE): each level's terms at their least over its innermost loop
+    (``terms``, ``work``: scratch, :func:`scratch`)."""
+    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work)
     return _combine(_compute(rows, indexed, sc), terms[LEVEL_L1, :, TERM_ENERGY].min(),
                     terms[LEVEL_L1, :, TERM_WORDS].min(), terms[LEVEL_L2, :, TERM_ENERGY].min(),
                     terms[LEVEL_L2, :, TERM_WORDS].min(), sc)
@@ -308,8 +316,8 @@ def order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, cycles, en
     """For a whole tiling: ``cycles[x, y]``, ``energy[x, y]`` (9 x 9, index ``loop - NO_LOOP``) bound the loop
     orders whose innermost loop > 1 above L1 is ``x`` and above L2 (the innermost DRAM loop > 1) is ``y``
     (``inf``: no order has them)."""
-    terms = np.empty((2, 9, 2))
-    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms)
+    terms, work = scratch()
+    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work)
     compute = _compute(rows, indexed, sc)
     for x in range(9):
         for y in range(9):
@@ -356,10 +364,11 @@ def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, unroll
     ``rows`` and ``pairs`` are left as they were."""
     saved_row = rows[d].copy()
     saved_pair = pairs[max(pair, 0)].copy()
+    terms, work = scratch()
     for j in range(option_rows.shape[0]):
         rows[d] = option_rows[j]
         if pair >= 0:
             pairs[pair] = option_pairs[j]
-        cycles[j], energy[j] = bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc)
+        cycles[j], energy[j] = bound_of(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work)
     rows[d] = saved_row
     pairs[max(pair, 0)] = saved_pair
