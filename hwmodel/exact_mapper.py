@@ -126,7 +126,9 @@ def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
         if hopeless(cycles, energy)[0]:
             break  # ascending: no later split can do better either
         frontier.next_root = roots[i + 1][0] if i + 1 < len(roots) else np.inf
+        frontier.trail.append([np.array([root_score]), 0])  # the split itself, until its first dim is visited
         yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), part, sp, fits, score, hopeless, frontier.trail)
+        frontier.trail.pop()
 
 
 def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: np.ndarray, fits: TilingFit,

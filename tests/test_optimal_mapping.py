@@ -79,3 +79,37 @@ def test_certified_bound_of_a_cut_search_never_exceeds_the_optimum(time_limit):
     res = search_mapping(layer, SMALL, "edp", method="optimal", time_limit=time_limit)
     assert res.certified_bound <= brute * (1 + 1e-12) and res.fitness >= brute * (1 - 1e-12)
     assert not res.proven or res.certified_bound == res.fitness
+
+
+@pytest.mark.parametrize("layer", LAYERS[:2], ids=[l.name for l in LAYERS[:2]])
+def test_the_walk_cut_at_any_bound_check_certifies_what_it_has_not_yielded(layer):
+    """The walk stopped at its n-th bound check (every check after rejects all, as a time limit does):
+    ``Frontier.least()`` at that moment is at most the best mapping of every tiling it had not yet yielded (with no
+    incumbent it would have yielded every tiling that fits)."""
+    from hwmodel.exact_mapper import Frontier, bounded_tilings
+    from hwmodel.search import tiling_space
+    from hwmodel.tiling_bound import TilingBound
+
+    col = get_objective("edp").family_column
+    best_of: dict[bytes, float] = {}  # per tiling, the least EDP over its valid orders
+    for t, s, o in enumerate_mappings(layer, SMALL, prune=False):
+        codes, metrics, _ = evaluate_batch(layer, SMALL, t, s, o, parallel=False)
+        for i in np.flatnonzero(codes == 0):
+            key = t[i].tobytes() + s[i].tobytes()
+            best_of[key] = min(best_of.get(key, np.inf), float(metrics[i, col]))
+    fits, space = tiling_space(layer, SMALL, prune=True)
+    bound = TilingBound(layer, SMALL)
+    for n in [*range(1, 40), *range(40, 400, 17)]:
+        frontier, calls, cut = Frontier(), [0], [np.inf]
+
+        def hopeless(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
+            calls[0] += 1
+            if calls[0] == n:
+                cut[0] = frontier.least()
+            return np.full(len(cycles), calls[0] >= n)
+
+        yielded = {leaf.temporal.tobytes() + leaf.spatial.tobytes()
+                   for leaf in bounded_tilings(space, fits, bound, lambda c, e: c * e, hopeless, frontier)}
+        rest = [v for key, v in best_of.items() if key not in yielded]
+        if calls[0] >= n and rest:
+            assert cut[0] <= min(rest) * (1 + 1e-12), n
