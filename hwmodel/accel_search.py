@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from hwmodel.layer import DIMS, Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import Objective, get_objective, objective_value
 from hwmodel.presets import PRESETS
-from hwmodel.search import NUM_GENES, MappingResult, search_mapping
+from hwmodel.search import MappingResult, search_mapping
 from hwmodel.search_driver import CMAES, SearchDriver  # noqa: F401  (CMAES: re-exported)
 
 ACCEL_GENES = 34

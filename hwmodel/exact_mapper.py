@@ -117,9 +117,9 @@ def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
             fit = fits.options(np.ones((3, 8), dtype=np.int64), sp, widest, part.options[widest])
             cycles, energy = (v[fit] for v in part.children(widest))
             if len(cycles):
-                at = int(np.argmin(score(cycles, energy)))
-                roots.append((float(score(cycles, energy)[at]), len(roots), sp, part, order, cycles[at:at + 1],
-                              energy[at:at + 1]))
+                scores = score(cycles, energy)
+                at = int(np.argmin(scores))
+                roots.append((float(scores[at]), len(roots), sp, part, order, cycles[at:at + 1], energy[at:at + 1]))
     roots.sort(key=lambda root: root[:2])
     for i, (root_score, _, sp, part, order, cycles, energy) in enumerate(roots):
         frontier.next_root = root_score

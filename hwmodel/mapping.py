@@ -14,7 +14,7 @@ import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from hwmodel.validate import (
     show,
     validate_model,
 )
+
+if TYPE_CHECKING:
+    from hwmodel.accelerator import Accelerator
 
 #: Temporal levels, outermost first; rows of :attr:`Mapping.temporal` and :attr:`Mapping.order`.
 TEMPORAL_LEVELS: tuple[str, ...] = ("DRAM", "L2", "L1")

@@ -81,7 +81,7 @@ def _ceil_div(a: int, b: int) -> int:
 
 #: One dim's factors in a tiling: (DRAM, L2, L1) temporal factors.
 Option = tuple[int, int, int]
-T0, T1, T2 = 0, 1, 2
+T1, T2 = 1, 2  # the L2 and L1 factors in an Option
 
 
 @lru_cache(maxsize=65536)

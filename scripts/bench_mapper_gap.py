@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nTiling bound at the walk's leaves (first {args.leaves} tilings kept against the ES incumbent; "
               "quantiles 0 / 0.25 / 0.5 / 0.75 / 1 of the best order's figure over the tiling's bound):\n")
         print("| layer | accelerator | tilings | EDP | cycles | energy |\n|---|---|---:|---|---|---|")
-        for layer, acc, limit in cases:
+        for layer, acc, _ in cases:
             ratios = leaf_tightness(layer, acc, args.leaves, args.budget)
             q = [np.round(np.quantile(ratios[:, k], [0, 0.25, 0.5, 0.75, 1]), 2).tolist() if len(ratios) else "-"
                  for k in range(3)]  # none kept: the bound rules out every tiling against the incumbent
