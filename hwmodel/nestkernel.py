@@ -156,6 +156,12 @@ IDX_CTR = MAX_LOOPS
 IDX_KEY = 2 * MAX_LOOPS
 IDX_SEEN = IDX_KEY + MAX_LEVELS
 IDX_SCRATCH = IDX_SEEN + int(ENUM_LIMIT) * MAX_LEVELS
+#: :func:`_window_sums` tallies each dim's offsets into the keys' space: per entry a tile length, the previous
+#: tile's length, whether the previous tile is valid and how many offsets have them (at most ``ENUM_LIMIT`` each).
+WH_LEN, WH_LEN_OLD, WH_VALID_OLD, WH_COUNT = range(4)
+WH_SIZE = 4
+IDX_WH_A = IDX_SEEN
+IDX_WH_B = IDX_SEEN + int(ENUM_LIMIT) * WH_SIZE
 #: Scratch columns of the group sums.
 GS_A, GS_B, GS_C = range(3)
 
@@ -356,6 +362,100 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum,
     gsum[gi, GS_C] = c_sum
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _window_lengths(d, lp, e, loops, n_loops, roles, idx, base):
+    """One dim of a padded window group, for :func:`_window_sums`: enumerates the dim's offsets (its FREE, STEP
+    and DEDUP loops; RESET and ZERO loops sit at one index) and tallies them by (tile length, the previous
+    tile's length, whether the previous tile is valid) into ``idx[base:]`` (:data:`WH_SIZE` ints per entry).
+    Returns ``(entries, shift)``: ``shift`` is the previous offset minus the new one (the same at every offset)."""
+    m = 0
+    shift = 0
+    for j in range(n_loops):
+        if roles[j] == RO_SKIP or loops[j, LO_DIM] != d:
+            continue
+        r = roles[j]
+        st = loops[j, LO_STEP]
+        if r == RO_FREE or r == RO_STEP or r == RO_DEDUP:
+            idx[m] = j
+            idx[IDX_CTR + m] = 1 if r == RO_STEP else 0
+            m += 1
+            if r == RO_STEP:
+                shift -= st
+        elif r == RO_RESET:
+            shift += (loops[j, LO_BOUND] - 1) * st
+    size = lp[d]
+    n = 0
+    while True:
+        x = 0
+        for i in range(m):
+            x += idx[IDX_CTR + i] * loops[idx[i], LO_STEP]
+        if x < size:
+            ln = min(x + e, size) - x
+            xo = x + shift
+            valid_old = 1 if xo < size else 0
+            ln_old = min(xo + e, size) - xo if valid_old else 0
+            at = base
+            for _ in range(n):
+                if idx[at + WH_LEN] == ln and idx[at + WH_LEN_OLD] == ln_old and idx[at + WH_VALID_OLD] == valid_old:
+                    break
+                at += WH_SIZE
+            if at == base + n * WH_SIZE:
+                idx[at + WH_LEN] = ln
+                idx[at + WH_LEN_OLD] = ln_old
+                idx[at + WH_VALID_OLD] = valid_old
+                idx[at + WH_COUNT] = 0
+                n += 1
+            idx[at + WH_COUNT] += 1
+        i = 0
+        while i < m:
+            idx[IDX_CTR + i] += 1
+            if idx[IDX_CTR + i] < loops[idx[i], LO_BOUND]:
+                break
+            idx[IDX_CTR + i] = 1 if roles[idx[i]] == RO_STEP else 0
+            i += 1
+        if i == m:
+            break
+    return n, shift
+
+
+@njit(cache=True, _nrt=False)
+def _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi):
+    """The sums of :func:`_group_sums_enum` for a padded window group without unions and whose DEDUP
+    siblings all differ (their tiles are then summed as FREE loops' are), equal to it term by term.
+
+    A tile's start is ``a*stride + b*dilation``, its length ``(la - 1)*stride + (lb - 1)*dilation + 1`` with
+    ``la``, ``lb`` the lengths of its two dims clipped at the layer's edge, and the previous tile starts a fixed
+    ``shift`` away. So every term depends on the two dims' offsets only through their (length, previous length,
+    previous valid) classes: the sums run over pairs of classes, each dim's offsets enumerated on their own
+    (``|A| + |B|`` offsets instead of ``|A| * |B|`` configurations)."""
+    s, dl = _window_coefs(kind, lp)
+    n_a, shift_a = _window_lengths(da, lp, ea, loops, n_loops, roles, idx, IDX_WH_A)
+    n_b, shift_b = _window_lengths(db, lp, eb, loops, n_loops, roles, idx, IDX_WH_B)
+    sigma = shift_a * s + shift_b * dl
+    a_sum = 0.0
+    b_sum = 0.0
+    c_sum = 0.0
+    for ka in range(n_a):
+        at = IDX_WH_A + ka * WH_SIZE
+        for kb in range(n_b):
+            bt = IDX_WH_B + kb * WH_SIZE
+            n = float(idx[at + WH_COUNT] * idx[bt + WH_COUNT])
+            ln = (idx[at + WH_LEN] - 1) * s + (idx[bt + WH_LEN] - 1) * dl + 1
+            a_sum += n * ln
+            if idx[at + WH_VALID_OLD] == 0 or idx[bt + WH_VALID_OLD] == 0:
+                continue  # no previous tile: nothing in common
+            ln_old = (idx[at + WH_LEN_OLD] - 1) * s + (idx[bt + WH_LEN_OLD] - 1) * dl + 1
+            if sigma == 0 and ln_old == ln:
+                c_sum += n * ln
+            else:
+                ov = min(ln, sigma + ln_old) - max(0, sigma)
+                if ov > 0:
+                    b_sum += n * ov
+    gsum[gi, GS_A] = a_sum
+    gsum[gi, GS_B] = b_sum
+    gsum[gi, GS_C] = c_sum
+
+
 @njit(cache=True, _nrt=False)
 def _distinct_window(lp, kind, da, db, loops, n_loops, roles):
     """Distinct children of a window group: per fanout level (Timeloop compares the siblings of one
@@ -474,13 +574,18 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, gsu
         shift_b = 0
         moved = False
         merge = False
+        union = False
+        merged = 1  # DEDUP siblings before merging
         for k in range(dn[da] + dn[db]):
             j = dl[da, k] if k < dn[da] else dl[db, k - dn[da]]
             r = roles[j]
             b = loops[j, LO_BOUND]
             st = loops[j, LO_STEP]
-            if r == RO_DEDUP:
+            if r == RO_UNION:
+                union = True
+            elif r == RO_DEDUP:
                 merge = True
+                merged *= b
             elif r == RO_STEP or r == RO_RESET:
                 moved = True
                 v = st if r == RO_STEP else -(b - 1) * st
@@ -498,7 +603,10 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, gsu
                 configs *= loops[j, LO_BOUND]
         exact = configs <= ENUM_LIMIT
         if exact and (merge or (moved and sh < longest)):
-            _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
+            if not union and (not merge or _distinct_window(lp, kind, da, db, loops, n_loops, roles) == merged):
+                _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
+            else:
+                _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
             return
         # sum of window lengths over the product of the P (a) and R (b) index sets
         sa = _digit_count(lp[da], ea, loops, dl, dn, roles, da, False, False, False)
