@@ -155,13 +155,13 @@ ENUM_LIMIT = 4096.0
 IDX_CTR = MAX_LOOPS
 IDX_KEY = 2 * MAX_LOOPS
 IDX_SEEN = IDX_KEY + MAX_LEVELS
-IDX_SCRATCH = IDX_SEEN + int(ENUM_LIMIT) * MAX_LEVELS
-#: :func:`_window_sums` tallies each dim's offsets into the keys' space: per entry a tile length, the previous
-#: tile's length, whether the previous tile is valid and how many offsets have them (at most ``ENUM_LIMIT`` each).
-WH_LEN, WH_LEN_OLD, WH_VALID_OLD, WH_COUNT = range(4)
-WH_SIZE = 4
-IDX_WH_A = IDX_SEEN
-IDX_WH_B = IDX_SEEN + int(ENUM_LIMIT) * WH_SIZE
+#: :func:`_window_sums` tallies each dim's offsets by capped distance to the layer's edge after the keys: per
+#: class the distance and how many offsets have it (at most ``ENUM_LIMIT`` classes per dim).
+WC_DIST, WC_COUNT = range(2)
+WC_SIZE = 2
+IDX_WC_A = IDX_SEEN + int(ENUM_LIMIT) * MAX_LEVELS
+IDX_WC_B = IDX_WC_A + int(ENUM_LIMIT) * WC_SIZE
+IDX_SCRATCH = IDX_WC_B + int(ENUM_LIMIT) * WC_SIZE
 #: Scratch columns of the group sums.
 GS_A, GS_B, GS_C = range(3)
 
@@ -363,19 +363,21 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum,
 
 
 @njit(cache=True, _nrt=False, inline="always")
-def _window_lengths(d, lp, e, loops, n_loops, roles, idx, base):
-    """One dim of a padded window group, for :func:`_window_sums`: enumerates the dim's offsets (its FREE, STEP
-    and DEDUP loops; RESET and ZERO loops sit at one index) and tallies them by (tile length, the previous
-    tile's length, whether the previous tile is valid) into ``idx[base:]`` (:data:`WH_SIZE` ints per entry).
-    Returns ``(entries, shift)``: ``shift`` is the previous offset minus the new one (the same at every offset)."""
+def _window_classes(d, lp, e, loops, n_loops, roles, idx, base):
+    """One dim of a padded window group, for :func:`_window_sums`: enumerates the dim's offsets from its FREE
+    and STEP loops (RESET and ZERO loops sit at one index, DEDUP loops are the siblings) and tallies the valid
+    ones by their distance to the layer's edge, capped at the distance from which no sibling's tile, new or
+    previous, is cut short: ``idx[base:]`` holds :data:`WC_SIZE` ints per class. Returns ``(classes, shift)``:
+    ``shift`` is the previous offset minus the new one (the same at every offset)."""
     m = 0
     shift = 0
+    reach = e  # the farthest a sibling's tile reaches past the offset
     for j in range(n_loops):
         if roles[j] == RO_SKIP or loops[j, LO_DIM] != d:
             continue
         r = roles[j]
         st = loops[j, LO_STEP]
-        if r == RO_FREE or r == RO_STEP or r == RO_DEDUP:
+        if r == RO_FREE or r == RO_STEP:
             idx[m] = j
             idx[IDX_CTR + m] = 1 if r == RO_STEP else 0
             m += 1
@@ -383,29 +385,27 @@ def _window_lengths(d, lp, e, loops, n_loops, roles, idx, base):
                 shift -= st
         elif r == RO_RESET:
             shift += (loops[j, LO_BOUND] - 1) * st
+        elif r == RO_DEDUP:
+            reach += (loops[j, LO_BOUND] - 1) * st
     size = lp[d]
+    cap = reach + max(0, shift)
     n = 0
     while True:
         x = 0
         for i in range(m):
             x += idx[IDX_CTR + i] * loops[idx[i], LO_STEP]
         if x < size:
-            ln = min(x + e, size) - x
-            xo = x + shift
-            valid_old = 1 if xo < size else 0
-            ln_old = min(xo + e, size) - xo if valid_old else 0
+            dist = min(size - x, cap)
             at = base
             for _ in range(n):
-                if idx[at + WH_LEN] == ln and idx[at + WH_LEN_OLD] == ln_old and idx[at + WH_VALID_OLD] == valid_old:
+                if idx[at + WC_DIST] == dist:
                     break
-                at += WH_SIZE
-            if at == base + n * WH_SIZE:
-                idx[at + WH_LEN] = ln
-                idx[at + WH_LEN_OLD] = ln_old
-                idx[at + WH_VALID_OLD] = valid_old
-                idx[at + WH_COUNT] = 0
+                at += WC_SIZE
+            if at == base + n * WC_SIZE:
+                idx[at + WC_DIST] = dist
+                idx[at + WC_COUNT] = 0
                 n += 1
-            idx[at + WH_COUNT] += 1
+            idx[at + WC_COUNT] += 1
         i = 0
         while i < m:
             idx[IDX_CTR + i] += 1
@@ -420,37 +420,80 @@ def _window_lengths(d, lp, e, loops, n_loops, roles, idx, base):
 
 @njit(cache=True, _nrt=False)
 def _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi):
-    """The sums of :func:`_group_sums_enum` for a padded window group without unions and whose DEDUP
-    siblings all differ (their tiles are then summed as FREE loops' are), equal to it term by term.
+    """The sums of :func:`_group_sums_enum` for a padded window group without unions, equal to it term by term.
 
-    A tile's start is ``a*stride + b*dilation``, its length ``(la - 1)*stride + (lb - 1)*dilation + 1`` with
-    ``la``, ``lb`` the lengths of its two dims clipped at the layer's edge, and the previous tile starts a fixed
-    ``shift`` away. So every term depends on the two dims' offsets only through their (length, previous length,
-    previous valid) classes: the sums run over pairs of classes, each dim's offsets enumerated on their own
-    (``|A| + |B|`` offsets instead of ``|A| * |B|`` configurations)."""
-    s, dl = _window_coefs(kind, lp)
-    n_a, shift_a = _window_lengths(da, lp, ea, loops, n_loops, roles, idx, IDX_WH_A)
-    n_b, shift_b = _window_lengths(db, lp, eb, loops, n_loops, roles, idx, IDX_WH_B)
-    sigma = shift_a * s + shift_b * dl
+    A configuration's terms (its siblings' tile lengths, their overlaps with their previous tiles, which sibling
+    of a merged offset counts) do not move with the tile: they depend on the two dims' offsets only through
+    their distances to the layer's edge, and not at all once no tile is cut short there. So each dim's offsets
+    are enumerated on their own and tallied by capped distance (:func:`_window_classes`), and the siblings are
+    enumerated once per pair of classes, weighted by the pair's configurations (``|A| + |B|`` offsets and the
+    classes' siblings instead of ``|A| * |B|`` configurations times the siblings)."""
+    n_a, shift_a = _window_classes(da, lp, ea, loops, n_loops, roles, idx, IDX_WC_A)
+    n_b, shift_b = _window_classes(db, lp, eb, loops, n_loops, roles, idx, IDX_WC_B)
+    ca, cb = _window_coefs(kind, lp)
+    m = 0  # the siblings' loops (DEDUP), outermost first: the enumeration's digit order
+    n_inner = 1
+    for j in range(n_loops):
+        if roles[j] == RO_DEDUP and (loops[j, LO_DIM] == da or loops[j, LO_DIM] == db):
+            idx[m] = j
+            m += 1
+            n_inner *= loops[j, LO_BOUND]
     a_sum = 0.0
     b_sum = 0.0
     c_sum = 0.0
     for ka in range(n_a):
-        at = IDX_WH_A + ka * WH_SIZE
+        at = IDX_WC_A + ka * WC_SIZE
         for kb in range(n_b):
-            bt = IDX_WH_B + kb * WH_SIZE
-            n = float(idx[at + WH_COUNT] * idx[bt + WH_COUNT])
-            ln = (idx[at + WH_LEN] - 1) * s + (idx[bt + WH_LEN] - 1) * dl + 1
-            a_sum += n * ln
-            if idx[at + WH_VALID_OLD] == 0 or idx[bt + WH_VALID_OLD] == 0:
-                continue  # no previous tile: nothing in common
-            ln_old = (idx[at + WH_LEN_OLD] - 1) * s + (idx[bt + WH_LEN_OLD] - 1) * dl + 1
-            if sigma == 0 and ln_old == ln:
-                c_sum += n * ln
-            else:
-                ov = min(ln, sigma + ln_old) - max(0, sigma)
-                if ov > 0:
-                    b_sum += n * ov
+            bt = IDX_WC_B + kb * WC_SIZE
+            w = float(idx[at + WC_COUNT] * idx[bt + WC_COUNT])
+            # a stand-in configuration at the class's distances (terms do not move with the tile)
+            base_a = lp[da] - idx[at + WC_DIST]
+            base_b = lp[db] - idx[bt + WC_DIST]
+            n_seen = 0
+            for k in range(n_inner):
+                rem = k
+                xa = base_a
+                xb = base_b
+                for lv in range(MAX_LEVELS):
+                    idx[IDX_KEY + lv] = 0
+                for i in range(m):
+                    j = idx[i]
+                    b = loops[j, LO_BOUND]
+                    v = rem % b
+                    rem //= b
+                    if loops[j, LO_DIM] == da:
+                        xa += v * loops[j, LO_STEP]
+                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * ca
+                    else:
+                        xb += v * loops[j, LO_STEP]
+                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * cb
+                s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
+                if e_new <= s_new:
+                    continue
+                dup = False
+                for q in range(n_seen):
+                    same = True
+                    for lv in range(MAX_LEVELS):
+                        if idx[IDX_SEEN + q * MAX_LEVELS + lv] != idx[IDX_KEY + lv]:
+                            same = False
+                            break
+                    if same:
+                        dup = True
+                        break
+                if dup:
+                    continue
+                for lv in range(MAX_LEVELS):
+                    idx[IDX_SEEN + n_seen * MAX_LEVELS + lv] = idx[IDX_KEY + lv]
+                n_seen += 1
+                s_old, e_old = _interval(kind, lp, da, db, xa + shift_a, xb + shift_b, ea, eb)
+                ln = e_new - s_new
+                a_sum += w * ln
+                if s_old == s_new and e_old == e_new:
+                    c_sum += w * ln
+                else:
+                    ov = min(e_new, e_old) - max(s_new, s_old)
+                    if ov > 0 and e_old > s_old:
+                        b_sum += w * ov
     gsum[gi, GS_A] = a_sum
     gsum[gi, GS_B] = b_sum
     gsum[gi, GS_C] = c_sum
@@ -575,7 +618,6 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, gsu
         moved = False
         merge = False
         union = False
-        merged = 1  # DEDUP siblings before merging
         for k in range(dn[da] + dn[db]):
             j = dl[da, k] if k < dn[da] else dl[db, k - dn[da]]
             r = roles[j]
@@ -585,7 +627,6 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, gsu
                 union = True
             elif r == RO_DEDUP:
                 merge = True
-                merged *= b
             elif r == RO_STEP or r == RO_RESET:
                 moved = True
                 v = st if r == RO_STEP else -(b - 1) * st
@@ -603,7 +644,7 @@ def _group_sums(kind, da, db, lp, cover, ea, eb, loops, n_loops, roles, idx, gsu
                 configs *= loops[j, LO_BOUND]
         exact = configs <= ENUM_LIMIT
         if exact and (merge or (moved and sh < longest)):
-            if not union and (not merge or _distinct_window(lp, kind, da, db, loops, n_loops, roles) == merged):
+            if not union:
                 _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
             else:
                 _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
