@@ -115,7 +115,7 @@ def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
             # the split's bound: the least over the options of its widest dim that fit (every completion takes one)
             widest = order[-1]
             fit = fits.options(np.ones((3, 8), dtype=np.int64), sp, widest, part.options[widest])
-            cycles, energy = (v[fit] for v in part.children(widest))
+            cycles, energy = (v[fit] for v in part.children(widest, fit))
             if len(cycles):
                 scores = score(cycles, energy)
                 at = int(np.argmin(scores))
@@ -140,7 +140,7 @@ def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: 
     d = order[k]
     options = part.options[d]
     keep = fits.options(temporal, sp, d, options)
-    cycles, energy = part.children(d)
+    cycles, energy = part.children(d, keep)
     keep[keep] = ~hopeless(cycles[keep], energy[keep])
     kept = np.flatnonzero(keep)
     scores = score(cycles[kept], energy[kept])

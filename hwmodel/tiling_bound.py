@@ -297,13 +297,15 @@ class SplitBound:
                 return i, self.tables[i][self.state[a], :-1]
         return -1, self.pairs
 
-    def children(self, d: int) -> tuple[np.ndarray, np.ndarray]:
-        """``(cycles, energy)`` arrays: the bound with free dim ``d`` at each of its options."""
+    def children(self, d: int, wanted: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(cycles, energy)`` arrays: the bound with free dim ``d`` at each of its options (only those where the
+        bool array ``wanted`` is set, e.g. the ones that fit; ``inf`` elsewhere)."""
         n = len(self.options[d])
         cycles, energy = np.empty(n), np.empty(n)
         pair, pair_rows = self._pair_rows(d)
         tk.option_bounds(self.rows, self.pairs, d, self.option_rows[d], np.ascontiguousarray(pair_rows), pair,
-                         self.b.sizes, self.unroll, self.b.indexed, self.b.window, self.tc, self.b.sc, cycles, energy)
+                         self.b.sizes, self.unroll, self.b.indexed, self.b.window, self.tc, self.b.sc,
+                         np.ones(n, dtype=np.bool_) if wanted is None else wanted, cycles, energy)
         return cycles, energy
 
     def assign(self, d: int, j: int) -> None:

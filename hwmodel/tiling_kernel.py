@@ -357,15 +357,18 @@ def _compute(rows, indexed, sc):
 
 
 @njit(cache=True)
-def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, unroll, indexed, window, tc, sc, cycles,
-                  energy):
-    """The bound with dim ``d`` at each of its options in turn (row ``option_rows[j]``; with window ``pair``'s row
-    ``option_pairs[j]`` when ``pair >= 0``), the other dims as in ``rows``: into ``cycles[j]``, ``energy[j]``.
-    ``rows`` and ``pairs`` are left as they were."""
+def option_bounds(rows, pairs, d, option_rows, option_pairs, pair, sizes, unroll, indexed, window, tc, sc, wanted,
+                  cycles, energy):
+    """The bound with dim ``d`` at each of its ``wanted`` options in turn (row ``option_rows[j]``; with window
+    ``pair``'s row ``option_pairs[j]`` when ``pair >= 0``), the other dims as in ``rows``: into ``cycles[j]``,
+    ``energy[j]`` (``inf`` where not wanted). ``rows`` and ``pairs`` are left as they were."""
     saved_row = rows[d].copy()
     saved_pair = pairs[max(pair, 0)].copy()
     terms, work = scratch()
     for j in range(option_rows.shape[0]):
+        if not wanted[j]:
+            cycles[j] = energy[j] = np.inf
+            continue
         rows[d] = option_rows[j]
         if pair >= 0:
             pairs[pair] = option_pairs[j]
