@@ -15,27 +15,30 @@ from __future__ import annotations
 
 import functools
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
 from numba import njit, prange
 
-from hwmodel.accelerator import Accelerator
 from hwmodel import nestkernel as nk
+from hwmodel.accelerator import Accelerator
 from hwmodel.costmodel import Cost, evaluate, layer_params
 from hwmodel.family import L2_LEVEL, family_params
-from hwmodel.precision import resolve_precision
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
+from hwmodel.precision import resolve_precision
 from hwmodel.report import best_template, objective_value
 from hwmodel.templates import no_waste_values
-from hwmodel.tiling_bound import Option
+from hwmodel.tiling_bound import DRAM_ROW, L1_ROW, L2_ROW, Option
 
 NUM_GENES = 56
 #: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
 PARALLEL_MIN_BATCH = 4096
+#: Independent ES runs sharing a search's budget (at least 4 generations each); each run's best is polished.
+ES_RUNS = 3
 #: Objective name -> column of ``hwmodel.costmodel.METRICS`` it minimises (from :mod:`hwmodel.objectives`).
 OBJECTIVES = FAMILY_COLUMNS
 
@@ -228,6 +231,42 @@ class MappingResult:
         return None if self.certified_bound is None else self.fitness / self.certified_bound
 
 
+def _evolve(consider: Callable[[np.ndarray], np.ndarray], rng: np.random.Generator, budget: int,
+            population: int, warm_start: np.ndarray | None) -> None:
+    """One (mu, lambda) ES run with elitism, Gaussian mutation and uniform crossover over genomes, of ``budget``
+    evaluations through ``consider`` (genomes -> fitness)."""
+    lam = max(4, min(population, budget))
+    mu = max(2, lam // 4)
+    pop = rng.random((lam, NUM_GENES))
+    if warm_start is not None and len(warm_start):
+        ws = np.asarray(warm_start, dtype=np.float64).reshape(-1, NUM_GENES)[:lam]
+        pop[: len(ws)] = ws
+    fit = consider(pop)
+    used = lam
+    sigma = 0.25
+    while used < budget:
+        ranked = np.argsort(fit, kind="stable")
+        parents = pop[ranked[:mu]]
+        n = min(lam, budget - used)
+        pick = rng.integers(0, mu, size=n)
+        children = parents[pick].copy()
+        cross = rng.random(n) < 0.3
+        if cross.any():
+            mates = parents[rng.integers(0, mu, size=int(cross.sum()))]
+            mask = rng.random((int(cross.sum()), NUM_GENES)) < 0.5
+            children[cross] = np.where(mask, children[cross], mates)
+        children += rng.normal(0.0, sigma, children.shape) * (rng.random(children.shape) < 0.3)
+        np.clip(children, 0.0, 1.0, out=children)
+        child_fit = consider(children)
+        used += n
+        # elitist: the next generation is the best lam of parents and children
+        pool = np.vstack([parents, children])
+        pool_fit = np.concatenate([fit[ranked[:mu]], child_fit])
+        keep = np.argsort(pool_fit, kind="stable")[:lam]
+        pop, fit = pool[keep], pool_fit[keep]
+        sigma = max(0.02, sigma * 0.97)
+
+
 def search_mapping(
     layer: Layer,
     accel: Accelerator,
@@ -243,13 +282,14 @@ def search_mapping(
 ) -> MappingResult:
     """Search a mapping of ``layer`` on ``accel`` minimising ``objective`` within ``budget`` evaluations.
 
-    ``method="es"``: a (mu, lambda) evolution strategy with elitism, Gaussian mutation and uniform crossover
-    over the genome above; ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
+    ``method="es"``: :data:`ES_RUNS` independent runs of a (mu, lambda) evolution strategy with elitism,
+    Gaussian mutation and uniform crossover over the genome above (:func:`_evolve`), sharing ``budget``;
+    ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
     (small layers only, ``budget`` ignored); ``"optimal"``: :func:`hwmodel.exact_mapper.optimal_mapping` (the
     whole space, pruned by capacity and bounds; with ``time_limit`` seconds the best so far and a certified
-    bound). The best genome found is then polished by local search (:func:`polish_mapping`, ``polish_budget``
-    evaluations, default ``budget // 2``). ``warm_start``: genomes seeding the first generation (e.g. the
-    parent accelerator's best mappings). The canonical templates are evaluated too unless
+    bound). The best mapping of each run is then polished by local search (:func:`polish_mapping`, best run
+    first, ``polish_budget`` evaluations in all, default ``budget // 2``). ``warm_start``: genomes seeding the
+    first run's first generation (e.g. the parent accelerator's best mappings). The canonical templates are evaluated too unless
     ``include_templates=False``, so the result is never worse than the best template. Deterministic for a
     given seed. Raises ``ValueError`` when no valid mapping is found.
     """
@@ -266,6 +306,7 @@ def search_mapping(
     best_fit, best_genes, best_map = np.inf, None, None
     history: list[float] = []
     evals = 0
+    run_best: list[tuple[float, Mapping | None]] = [(np.inf, None)]  # per run: its best fitness and mapping
 
     def consider(genes: np.ndarray) -> np.ndarray:
         nonlocal best_fit, best_genes, best_map, evals
@@ -274,6 +315,8 @@ def search_mapping(
         i = int(np.argmin(fit))
         if fit[i] < best_fit:
             best_fit, best_genes, best_map = float(fit[i]), genes[i].copy(), Mapping(t[i], s[i], o[i])
+        if fit[i] < run_best[-1][0]:
+            run_best[-1] = (float(fit[i]), Mapping(t[i], s[i], o[i]))
         history.append(best_fit)
         return fit
 
@@ -281,42 +324,25 @@ def search_mapping(
         while evals < budget:
             consider(rng.random((min(population, budget - evals), NUM_GENES)))
     elif method == "es":
-        lam = max(4, min(population, budget))
-        mu = max(2, lam // 4)
-        init = rng.random((lam, NUM_GENES))
-        if warm_start is not None and len(warm_start):
-            ws = np.asarray(warm_start, dtype=np.float64).reshape(-1, NUM_GENES)[:lam]
-            init[: len(ws)] = ws
-        pop = init
-        fit = consider(pop)
-        sigma = 0.25
-        while evals < budget:
-            ranked = np.argsort(fit, kind="stable")
-            parents = pop[ranked[:mu]]
-            n = min(lam, budget - evals)
-            pick = rng.integers(0, mu, size=n)
-            children = parents[pick].copy()
-            cross = rng.random(n) < 0.3
-            if cross.any():
-                mates = parents[rng.integers(0, mu, size=int(cross.sum()))]
-                mask = rng.random((int(cross.sum()), NUM_GENES)) < 0.5
-                children[cross] = np.where(mask, children[cross], mates)
-            children += rng.normal(0.0, sigma, children.shape) * (rng.random(children.shape) < 0.3)
-            np.clip(children, 0.0, 1.0, out=children)
-            child_fit = consider(children)
-            # elitist: the next generation is the best lam of parents and children
-            pool = np.vstack([parents, children])
-            pool_fit = np.concatenate([fit[ranked[:mu]], child_fit])
-            keep = np.argsort(pool_fit, kind="stable")[:lam]
-            pop, fit = pool[keep], pool_fit[keep]
-            sigma = max(0.02, sigma * 0.97)
+        runs = max(1, min(ES_RUNS, budget // (4 * population)))
+        for run in range(runs):
+            if run:
+                run_best.append((np.inf, None))
+            _evolve(consider, rng, budget * (run + 1) // runs - evals, population,
+                    warm_start if run == 0 else None)
     else:
         raise ValueError(f"unknown search method {method!r}; choose es, random or exhaustive")
 
     source = method
-    if best_map is not None and evals < budget + polish_budget:
-        best_map, best_fit, used = polish_mapping(layer, accel, best_map, objective, polish_budget)
+    # local search from each run's best: runs settle in different basins (spatial splits above all), and one
+    # move rarely leaves a basin (a split's temporal factors must move with it)
+    for _, start in sorted((entry for entry in run_best if entry[1] is not None), key=lambda entry: entry[0]):
+        if evals >= budget + polish_budget:
+            break
+        polished, fit_polished, used = polish_mapping(layer, accel, start, objective, budget + polish_budget - evals)
         evals += used
+        if fit_polished < best_fit:
+            best_map, best_fit = polished, fit_polished
         history.append(best_fit)
     result_map = best_map
     if include_templates:
@@ -342,7 +368,9 @@ _PRIMES = (2, 3, 5, 7)
 
 def _neighbours(layer: Layer, accel: Accelerator, m: Mapping) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Mappings one move away: a prime factor moved between two places (L1, spatial axes, L2, DRAM) of a dim,
-    a whole factor moved, or two loops of the DRAM / L2 order swapped. DRAM factors are re-minimised."""
+    a whole factor moved, PEs of an axis handed from one dim to another (the receiving dim's factor taken from
+    DRAM, L2 or L1), or two loops of the DRAM / L2 order swapped. DRAM factors are re-minimised, so a factor moved
+    to DRAM is one divided out of its place."""
     dims = layer.dim_array
     conn = accel.connectivity_mask()
     n_axes = len(accel.array)
@@ -363,7 +391,7 @@ def _neighbours(layer: Layer, accel: Accelerator, m: Mapping) -> tuple[np.ndarra
         if dims[d] == 1:
             continue
         for src in places + [("t", 0)]:
-            for dst in places:
+            for dst in places + [("t", 0)]:
                 if src == dst or (dst[0] == "s" and not conn[dst[1], d]):
                     continue
                 sv = m.temporal[src[1], d] if src[0] == "t" else m.spatial[src[1], d]
@@ -394,12 +422,16 @@ def _neighbours(layer: Layer, accel: Accelerator, m: Mapping) -> tuple[np.ndarra
                 for p in _PRIMES:
                     if p > m.spatial[a, d1]:
                         break
-                    t, s = m.temporal.copy(), m.spatial.copy()
-                    s[a, d1] = -(-s[a, d1] // p)
-                    t[1, d1] *= p
-                    s[a, d2] *= p
-                    if s[a].prod() <= accel.array[a]:
-                        emit(t, s, m.order.copy())
+                    for level in (DRAM_ROW, L2_ROW, L1_ROW):
+                        if level != DRAM_ROW and m.temporal[level, d2] < p:
+                            continue
+                        t, s = m.temporal.copy(), m.spatial.copy()
+                        s[a, d1] = -(-s[a, d1] // p)
+                        t[1, d1] *= p
+                        s[a, d2] *= p
+                        t[level, d2] = -(-t[level, d2] // p)
+                        if s[a].prod() <= accel.array[a]:
+                            emit(t, s, m.order.copy())
     for lvl in range(2):
         for i in range(8):
             for j in range(i + 1, 8):
