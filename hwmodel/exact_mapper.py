@@ -54,26 +54,33 @@ BOUND_SLACK = 1e-9
 
 
 class Leaf(NamedTuple):
-    """A tiling the walk keeps, with the bounds of its loop orders by innermost loops
-    (:meth:`hwmodel.tiling_bound.SplitBound.order_bounds`)."""
+    """A tiling the walk keeps: the bounds of its loop orders by innermost loops
+    (:meth:`hwmodel.tiling_bound.SplitBound.order_bounds`) and the orders whose own bound can beat the incumbent."""
 
     temporal: np.ndarray
     spatial: np.ndarray
     order_cycles: np.ndarray
     order_energy: np.ndarray
+    orders: np.ndarray
 
 
-def promising_orders(leaf: Leaf, hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> np.ndarray:
-    """The loop orders of ``leaf``'s tiling (:func:`hwmodel.search.tiling_orders`) whose innermost loops' bound
-    ``hopeless`` does not reject: ``X``, the innermost loop > 1 above L1 (an L2 loop if there is one, else a DRAM
-    loop), and ``X'``, the innermost DRAM loop > 1."""
-    orders = tiling_orders(leaf.temporal)
-    n_dram, n_l2 = (int((leaf.temporal[row] > 1).sum()) for row in (DRAM_ROW, L2_ROW))
+def promising_orders(temporal: np.ndarray, part: SplitBound,
+                     hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> tuple[np.ndarray, ...]:
+    """The table of ``part``'s order bounds by innermost loops, and the loop orders of the whole tiling
+    ``temporal`` (:func:`hwmodel.search.tiling_orders`) that ``hopeless`` rejects neither by their innermost loops
+    (``X``, the innermost loop > 1 above L1: an L2 loop if there is one, else a DRAM loop; ``X'``, the innermost
+    DRAM loop > 1) nor by their own bound (:meth:`hwmodel.tiling_bound.SplitBound.each_order_bounds`)."""
+    table_cycles, table_energy = part.order_bounds()
+    orders = tiling_orders(temporal)
+    n_dram, n_l2 = (int((temporal[row] > 1).sum()) for row in (DRAM_ROW, L2_ROW))
     none = np.full(len(orders), NO_LOOP)
     x_dram = orders[:, DRAM_ROW, n_dram - 1] if n_dram else none
     x_l1 = orders[:, L2_ROW, n_l2 - 1] if n_l2 else x_dram
     at = (x_l1 - NO_LOOP, x_dram - NO_LOOP)
-    return orders[~hopeless(leaf.order_cycles[at], leaf.order_energy[at])]
+    orders = orders[~hopeless(table_cycles[at], table_energy[at])]
+    if len(orders):
+        orders = orders[~hopeless(*part.each_order_bounds(orders))]
+    return table_cycles, table_energy, orders
 
 
 class Frontier:
@@ -98,9 +105,11 @@ class Frontier:
 def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
                     score: Callable[[np.ndarray, np.ndarray], np.ndarray],
                     hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray],
-                    frontier: Frontier) -> Iterator[Leaf]:
+                    frontier: Frontier,
+                    hopeless_orders: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None) -> Iterator[Leaf]:
     """The tilings of ``space`` that fit and whose bound ``hopeless`` does not reject, by depth-first assignment of
-    one dim at a time with the bound of each partial tiling (module docstring); each with its order bounds.
+    one dim at a time with the bound of each partial tiling (module docstring); each with its order bounds and
+    the orders ``hopeless_orders`` (default ``hopeless``) does not reject (:func:`promising_orders`).
 
     ``score(cycles, energy)`` and ``hopeless(cycles, energy)`` take arrays of bounds. Spatial splits go in
     ascending order of their bound's score, and a dim's options in ascending order of theirs; ``frontier`` is kept
@@ -127,13 +136,15 @@ def bounded_tilings(space: TilingSpace, fits: TilingFit, bound: TilingBound,
             break  # ascending: no later split can do better either
         frontier.next_root = roots[i + 1][0] if i + 1 < len(roots) else np.inf
         frontier.trail.append([np.array([root_score]), 0])  # the split itself, until its first dim is visited
-        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), part, sp, fits, score, hopeless, frontier.trail)
+        yield from _walk(0, order, np.ones((3, 8), dtype=np.int64), part, sp, fits, score, hopeless,
+                         hopeless_orders or hopeless, frontier.trail)
         frontier.trail.pop()
 
 
 def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: np.ndarray, fits: TilingFit,
           score: Callable[[np.ndarray, np.ndarray], np.ndarray],
-          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray], trail: list[list]) -> Iterator[Leaf]:
+          hopeless: Callable[[np.ndarray, np.ndarray], np.ndarray],
+          hopeless_orders: Callable[[np.ndarray, np.ndarray], np.ndarray], trail: list[list]) -> Iterator[Leaf]:
     """Depth-first: the ``k``-th dim of ``order`` takes each of its options that fits and whose bound is not
     hopeless, best bound first (``temporal`` and ``part`` hold the partial tiling; unassigned dims are at factor 1
     in ``temporal`` and free in ``part``; ``trail`` is :class:`Frontier`'s)."""
@@ -151,9 +162,9 @@ def _walk(k: int, order: list[int], temporal: np.ndarray, part: SplitBound, sp: 
         temporal[:, d] = options[j]
         part.assign(d, j)
         if k + 1 == len(order):
-            yield Leaf(temporal.copy(), sp, *part.order_bounds())
+            yield Leaf(temporal.copy(), sp, *promising_orders(temporal, part, hopeless_orders))
         else:
-            yield from _walk(k + 1, order, temporal, part, sp, fits, score, hopeless, trail)
+            yield from _walk(k + 1, order, temporal, part, sp, fits, score, hopeless, hopeless_orders, trail)
     trail.pop()
     temporal[:, d] = 1
     part.release(d)
@@ -202,10 +213,10 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
     hopeless_order = hopeless("orders")
     pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     n_pending = 0
-    leaves = bounded_tilings(space, fits, bound, score, hopeless("tilings"), frontier)
+    leaves = bounded_tilings(space, fits, bound, score, hopeless("tilings"), frontier, hopeless_order)
     for leaf in itertools.chain(leaves, [None]):
         if leaf is not None:
-            orders = promising_orders(leaf, hopeless_order)
+            orders = leaf.orders
             if len(orders):
                 pending.append((leaf.temporal, leaf.spatial, orders))
                 n_pending += len(orders)

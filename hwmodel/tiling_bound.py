@@ -288,6 +288,15 @@ class SplitBound:
                         self.b.sc, cycles, energy)
         return cycles, energy
 
+    def each_order_bounds(self, orders: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """With every dim assigned: ``(cycles, energy)`` of each loop order ``orders[i]`` (``(n, 3, 8)``), its
+        :meth:`order_bounds` entry with the weights' and outputs' fills counted from the whole order
+        (:func:`hwmodel.tiling_kernel.each_order_bounds`)."""
+        cycles, energy = np.empty(len(orders)), np.empty(len(orders))
+        tk.each_order_bounds(self.rows, self.pairs, self.b.sizes, self.unroll, self.b.indexed, self.b.window,
+                             self.tc, self.b.sc, np.ascontiguousarray(orders[:, :2]), cycles, energy)
+        return cycles, energy
+
     def _pair_rows(self, d: int) -> tuple[int, np.ndarray]:
         """The window dim ``d`` is in (-1: none) and that window's rows with ``d`` at each of its options."""
         for i, (a, b) in enumerate(tk.WINDOW_PAIRS):

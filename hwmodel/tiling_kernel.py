@@ -201,11 +201,9 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work
             energy, words = 0.0, 0.0
             for t in range(3):
                 f = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and apart[LEVEL_L1, x] > 0)
-                served = max(compulsory[t], math.ceil(f / shared[t]))
-                # outputs: the L2 is read (a partial sum sent down) at every update but the first of each element
-                reread = served - compulsory[t] if t == OUTPUTS else 0.0
-                energy += f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t] + reread * tc[TC_E_L2_REREAD, t]
-                words += (served + reread) * tc[TC_OUTER_WORDS, t]
+                e, w = _l1_term(t, f, compulsory, shared, tc)
+                energy += e
+                words += w
             terms[LEVEL_L1, x - NO_LOOP, TERM_ENERGY] = energy
             terms[LEVEL_L1, x - NO_LOOP, TERM_WORDS] = words
         possible = (not any_l2 or no_dram) if x == NO_LOOP else rows[x, DS_DRAM_MAYBE] > 0
@@ -215,13 +213,33 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work
                 f = _fill(x, t, compulsory, refetch_l2, zero, indexed, window, x >= 0 and apart[LEVEL_L2, x] > 0)
                 if t == INPUTS and x >= 0:
                     f = max(f, sweep[x])
-                energy += f * tc[TC_E_FILL_L2, t]
-                words += f * tc[TC_OUTER_WORDS, t]
-                if t == OUTPUTS:  # outputs' re-reads: every fill but the first write of each element
-                    energy += max(0.0, f - compulsory[t]) * tc[TC_E_DRAM_READ, t]
-                    words += max(0.0, f - compulsory[t]) * tc[TC_OUTER_WORDS, t]
+                e, w = _l2_term(t, f, compulsory, tc)
+                energy += e
+                words += w
             terms[LEVEL_L2, x - NO_LOOP, TERM_ENERGY] = energy
             terms[LEVEL_L2, x - NO_LOOP, TERM_WORDS] = words
+
+
+@njit(cache=True, inline="always")
+def _l1_term(t, f, compulsory, shared, tc):
+    """``(energy, words)`` of ``f`` L1 fills of tensor ``t``: the fills, the L2 accesses serving them (one read
+    serves up to ``shared[t]`` PEs) and the words over the array's network."""
+    served = max(compulsory[t], math.ceil(f / shared[t]))
+    # outputs: the L2 is read (a partial sum sent down) at every update but the first of each element
+    reread = served - compulsory[t] if t == OUTPUTS else 0.0
+    return (f * tc[TC_E_FILL_L1, t] + served * tc[TC_E_L2, t] + reread * tc[TC_E_L2_REREAD, t],
+            (served + reread) * tc[TC_OUTER_WORDS, t])
+
+
+@njit(cache=True, inline="always")
+def _l2_term(t, f, compulsory, tc):
+    """``(energy, words)`` of ``f`` L2 fills of tensor ``t`` from DRAM."""
+    energy = f * tc[TC_E_FILL_L2, t]
+    words = f * tc[TC_OUTER_WORDS, t]
+    if t == OUTPUTS:  # outputs' re-reads: every fill but the first write of each element
+        energy += max(0.0, f - compulsory[t]) * tc[TC_E_DRAM_READ, t]
+        words += max(0.0, f - compulsory[t]) * tc[TC_OUTER_WORDS, t]
+    return energy, words
 
 
 @njit(cache=True)
@@ -327,6 +345,99 @@ def order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, cycles, en
                                                       terms[LEVEL_L2, y, TERM_WORDS], sc)
             else:
                 cycles[x, y] = energy[x, y] = np.inf
+
+
+@njit(cache=True)
+def each_order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, orders, cycles, energy):
+    """For a whole tiling: per loop order ``orders[i]`` (rows DRAM, L2; dims outermost first), its entry of
+    :func:`order_bounds` with the weights' and the outputs' fills counted from the whole order
+    (:func:`_plain_refetch`): into ``cycles[i]``, ``energy[i]``."""
+    terms, work = scratch()
+    level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work)
+    compute = _compute(rows, indexed, sc)
+    floor_l1, refetch_l1, refetch_l2 = work[W_FLOOR_L1], work[W_REFETCH_L1], work[W_REFETCH_L2]
+    held, zero, sweep, shared = work[W_HELD], work[W_ZERO], work[W_SWEEP], work[W_SHARED]
+    compulsory = tc[TC_COMPULSORY]
+    for i in range(orders.shape[0]):
+        x_dram = _innermost(orders[i, 0], rows, indexed, 3, 0)
+        x_l2 = _innermost(orders[i, 1], rows, indexed, 3, 1)
+        x = x_l2 if x_l2 != NO_LOOP else x_dram
+        e1, w1, e2, w2 = 0.0, 0.0, 0.0, 0.0
+        for t in range(3):
+            f1 = _fill(x, t, floor_l1, refetch_l1, held, indexed, window, x >= 0 and work[W_APART_L1, x] > 0)
+            f2 = _fill(x_dram, t, compulsory, refetch_l2, zero, indexed, window,
+                       x_dram >= 0 and work[W_APART_L2, x_dram] > 0)
+            if t == INPUTS:
+                if x_dram >= 0:
+                    f2 = max(f2, sweep[x_dram])
+            else:
+                o1, o2 = _plain_refetch(t, orders[i], rows, sizes, indexed)
+                f1, f2 = max(f1, o1), max(f2, o2)
+            e, w = _l1_term(t, f1, compulsory, shared, tc)
+            e1 += e
+            w1 += w
+            e, w = _l2_term(t, f2, compulsory, tc)
+            e2 += e
+            w2 += w
+        cycles[i], energy[i] = _combine(compute, e1, w1, e2, w2, sc)
+
+
+@njit(cache=True, inline="always")
+def _loop_factor(rows, d, level):
+    """The factor of dim ``d``'s loop at ``level`` (0: DRAM, 1: L2) of a whole tiling's rows."""
+    return rows[d, DS_L2_FACTOR] if level == 1 else rows[d, DS_ABOVE_L1] / rows[d, DS_L2_FACTOR]
+
+
+@njit(cache=True, inline="always")
+def _innermost(order_row, rows, indexed, t, level):
+    """The innermost dim of ``order_row`` with a loop > 1 at ``level`` that indexes tensor ``t`` (``t == 3``:
+    any tensor), or ``NO_LOOP``."""
+    for pos in range(7, -1, -1):
+        d = order_row[pos]
+        if _loop_factor(rows, d, level) > 1 and (t == 3 or indexed[t, d]):
+            return d
+    return NO_LOOP
+
+
+@njit(cache=True, inline="always")
+def _before(order_row, a, b):
+    """Whether dim ``a`` comes before (outside) dim ``b`` in ``order_row``."""
+    for pos in range(8):
+        if order_row[pos] == a:
+            return True
+        if order_row[pos] == b:
+            return False
+    return False
+
+
+@njit(cache=True, inline="always")
+def _plain_refetch(t, order, rows, sizes, indexed):
+    """Fills of a tensor without windows (weights, outputs) at L1 and at L2 under loop order ``order``.
+
+    Above a level, let q be the innermost loop > 1 that indexes the tensor. Every step of a loop outside q
+    resets q, so the tile moves to a disjoint one and is filled whole: each indexed dim's whole extent arrives
+    (``sizes``) once per step of the other loops outside q, with a valid index. At L1 that is a dim's
+    ``DS_STEPS_L1`` (its DRAM and L2 loops, over the PEs) when its L2 loop is outside an L2 q, its
+    ``DS_DRAM_STEPS`` when only its DRAM loop is outside q, else ``DS_ACTIVE`` (its PEs that work); at L2 its
+    ``DS_STEPS_L2`` when its DRAM loop is outside q (the L2 is one instance). The table of :func:`order_bounds`
+    assumes every loop that does not index the tensor inside q."""
+    q_l2 = _innermost(order[1], rows, indexed, t, 1)
+    q_dram = _innermost(order[0], rows, indexed, t, 0)
+    l1, l2 = 1.0, 1.0
+    for d in range(8):
+        if indexed[t, d]:
+            l1 *= sizes[d]
+            l2 *= sizes[d]
+            continue
+        dram_outside = q_dram != NO_LOOP and _loop_factor(rows, d, 0) > 1 and _before(order[0], d, q_dram)
+        if dram_outside:
+            l2 *= rows[d, DS_STEPS_L2]
+        if q_l2 != NO_LOOP:  # every DRAM loop is outside it
+            l2_outside = _loop_factor(rows, d, 1) > 1 and _before(order[1], d, q_l2)
+            l1 *= rows[d, DS_STEPS_L1] if l2_outside else rows[d, DS_DRAM_STEPS]
+        else:
+            l1 *= rows[d, DS_DRAM_STEPS] if dram_outside else rows[d, DS_ACTIVE]
+    return l1, l2
 
 
 @njit(cache=True)

@@ -96,6 +96,10 @@ def test_bound_never_above_random_mappings_of_real_layers(preset: str, seed: int
         x_l1 = _innermost(m.order[1], m.temporal[1]) if (m.temporal[1] > 1).any() else x_dram
         assert cycles[x_l1 + 1, x_dram + 1] <= cost.cycles, m
         assert energy[x_l1 + 1, x_dram + 1] <= cost.energy_pj * (1 + 1e-12), m
+        # and the order's own bound (the whole order counted for weights and outputs)
+        own_cycles, own_energy = part.each_order_bounds(m.order[None])
+        assert own_cycles[0] <= cost.cycles and own_energy[0] <= cost.energy_pj * (1 + 1e-12), m
+        assert own_cycles[0] >= cycles[x_l1 + 1, x_dram + 1] and own_energy[0] >= energy[x_l1 + 1, x_dram + 1]
         checked += 1
     assert checked > 0
 
@@ -123,12 +127,12 @@ ORDER_ACCELS = {**ACCELS, "roomy": SMALL.with_(name="small-roomy", l1_words=64, 
 @pytest.mark.parametrize("layer", WINDOW_LAYERS, ids=[layer.name for layer in WINDOW_LAYERS])
 def test_order_bounds_never_above_an_order_with_those_innermost_loops(layer: hw.Layer, accel: str) -> None:
     """The exact mapper skips a tiling's loop orders by their innermost loops (X above L1: the innermost L2 loop,
-    else DRAM loop; X' above L2: the innermost DRAM loop): every order's cost is at least its entry, and the
-    least entry is the tiling's bound."""
+    else DRAM loop; X' above L2: the innermost DRAM loop), then by each order's own bound: every order's cost is
+    at least its own bound, that at least its entry, and the least entry is the tiling's bound."""
     acc = ORDER_ACCELS[accel]
     bound = TilingBound(layer, acc)
     per_tiling: dict[bytes, tuple] = {}
-    checked = tighter = 0
+    checked = tighter = tighter_own = 0
     for t, s, o in enumerate_mappings(layer, acc, prune=False):
         codes, metrics, _ = evaluate_batch(layer, acc, t, s, o, parallel=False)
         for i in np.flatnonzero(codes == 0):
@@ -136,16 +140,21 @@ def test_order_bounds_never_above_an_order_with_those_innermost_loops(layer: hw.
             if key not in per_tiling:
                 options = [[tuple(int(v) for v in t[i][:, d])] for d in range(8)]
                 part = bound.split(options, [int(s[i][:, d].prod()) for d in range(8)])
-                per_tiling[key] = (*part.order_bounds(), part.bound())
-            cycles, energy, whole = per_tiling[key]
+                per_tiling[key] = (*part.order_bounds(), part.bound(), part)
+            cycles, energy, whole, part = per_tiling[key]
             x_dram = _innermost(o[i][0], t[i][0])
             x_l1 = _innermost(o[i][1], t[i][1]) if (t[i][1] > 1).any() else x_dram
             c, e = cycles[x_l1 + 1, x_dram + 1], energy[x_l1 + 1, x_dram + 1]
             assert c <= metrics[i, CYCLES] and e <= metrics[i, ENERGY] * (1 + 1e-12), (t[i].tolist(), o[i].tolist())
             assert c >= whole[0] and e >= whole[1]
+            own_c, own_e = (v[0] for v in part.each_order_bounds(o[i][None]))
+            assert own_c <= metrics[i, CYCLES] and own_e <= metrics[i, ENERGY] * (1 + 1e-12), \
+                (t[i].tolist(), o[i].tolist())
+            assert own_c >= c and own_e >= e
             tighter += c * e > whole[0] * whole[1] * 1.01
+            tighter_own += own_c * own_e > c * e * 1.01
             checked += 1
-    assert checked > 300 and tighter > 0.1 * checked
+    assert checked > 300 and tighter > 0.1 * checked and tighter_own > 0
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
