@@ -229,6 +229,7 @@ class TilingBound:
         self.sc[[tk.SC_DIL_H, tk.SC_DIL_W]] = layer.dilation
         self.indexed = np.array([[d in INDEXED_BY[t] for d in range(8)] for t in range(3)])
         self.window = np.array([d in WINDOW_DIMS for d in range(8)])
+        self._pair_tables: dict[tuple, np.ndarray] = {}  # many spatial splits share a window's options and unrolls
 
     def __call__(self, temporal: np.ndarray, spatial: np.ndarray) -> LowerBound:
         temporal, spatial = np.asarray(temporal), np.asarray(spatial)
@@ -245,6 +246,20 @@ class TilingBound:
     def split(self, options: list[list[Option]], unroll: list[int]) -> SplitBound:
         """The incremental bound of the partial tilings of one spatial split (every dim free at first)."""
         return SplitBound(self, options, unroll)
+
+    def pair_table(self, w: int, options_a: list[Option], unroll_a: int, options_b: list[Option],
+                   unroll_b: int) -> np.ndarray:
+        """:func:`_pair_table` of input window ``w`` (P with R, Q with S), kept for the next split that has the
+        same (read-only)."""
+        key = (w, tuple(options_a), unroll_a, tuple(options_b), unroll_b)
+        table = self._pair_tables.get(key)
+        if table is None:
+            a, b = tk.WINDOW_PAIRS[w]
+            table = _pair_table(int(self.sizes[a]), options_a, unroll_a, int(self.sizes[b]), options_b, unroll_b,
+                                self.stride[w], self.dilation[w])
+            table.flags.writeable = False
+            self._pair_tables[key] = table
+        return table
 
     def shared(self, unroll: list[int]) -> list[int]:
         """Most PEs one L2 read of each tensor can serve: those apart only along dims that do not index it (for
@@ -267,8 +282,8 @@ class SplitBound:
                                      dtype=np.float64).reshape(-1, tk.DS_SIZE) for d in range(8)]
         self.free_rows = [_free_row(r) if len(r) else np.full(tk.DS_SIZE, np.inf) for r in self.option_rows]
         self.rows = np.array(self.free_rows)
-        self.tables = [_pair_table(sizes[a], options[a], unroll[a], sizes[b], options[b], unroll[b], stride, dil)
-                       for (a, b), stride, dil in zip(tk.WINDOW_PAIRS, bound.stride, bound.dilation)]
+        self.tables = [bound.pair_table(w, options[a], unroll[a], options[b], unroll[b])
+                       for w, (a, b) in enumerate(tk.WINDOW_PAIRS)]
         self.state = [len(o) for o in options]  # the option index per dim (len: free)
         self.pairs = np.array([table[-1, -1] for table in self.tables])
         self.tc = bound.tc.copy()
