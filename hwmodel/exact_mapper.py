@@ -27,7 +27,7 @@ from typing import NamedTuple
 import numpy as np
 
 from hwmodel.accelerator import Accelerator
-from hwmodel.bounds import LowerBound, lower_bound
+from hwmodel.bounds import lower_bound
 from hwmodel.costmodel import evaluate, evaluate_batch
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
@@ -197,8 +197,10 @@ def optimal_mapping(layer: Layer, accel: Accelerator, objective: Objective = "ed
             cut[0] = frontier.least()
         return cut[0] < np.inf
 
+    figure = get_objective(objective).value
+
     def score(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:
-        return np.asarray(objective_value(LowerBound(cycles=cycles, energy_pj=energy), objective))
+        return np.asarray(figure(cycles, energy))
 
     def hopeless(what: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
         def rejects(cycles: np.ndarray, energy: np.ndarray) -> np.ndarray:

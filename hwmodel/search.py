@@ -572,13 +572,19 @@ def tiling_space(layer: Layer, accel: Accelerator, prune: bool = False) -> tuple
 
 def tiling_orders(temporal: np.ndarray) -> np.ndarray:
     """Every loop order of a tiling that differs in cost, ``(n, 3, 8)`` (rows DRAM, L2, L1): each permutation of
-    the DRAM loops > 1 with each of the L2 loops > 1 (the rest follow in dim order; the L1 order changes no count)."""
-    od = _order_rows(tuple(d for d in range(8) if temporal[0, d] > 1))
-    o2 = _order_rows(tuple(d for d in range(8) if temporal[1, d] > 1))
+    the DRAM loops > 1 with each of the L2 loops > 1 (the rest follow in dim order; the L1 order changes no count).
+    Read-only: tilings with the same loops > 1 share it."""
+    return _orders_of(*(tuple(d for d in range(8) if temporal[row, d] > 1) for row in (DRAM_ROW, L2_ROW)))
+
+
+@functools.lru_cache(maxsize=64)
+def _orders_of(dram: tuple[int, ...], l2: tuple[int, ...]) -> np.ndarray:
+    od, o2 = _order_rows(dram), _order_rows(l2)
     orders = np.empty((len(od) * len(o2), 3, 8), dtype=np.int64)
     orders[:, 0] = np.repeat(od, len(o2), axis=0)
     orders[:, 1] = np.tile(o2, (len(od), 1))
     orders[:, 2] = np.arange(8)
+    orders.flags.writeable = False
     return orders
 
 
