@@ -279,11 +279,13 @@ def search_mapping(
     include_templates: bool = True,
     polish_budget: int | None = None,
     time_limit: float | None = None,
+    runs: int = ES_RUNS,
 ) -> MappingResult:
     """Search a mapping of ``layer`` on ``accel`` minimising ``objective`` within ``budget`` evaluations.
 
-    ``method="es"``: :data:`ES_RUNS` independent runs of a (mu, lambda) evolution strategy with elitism,
-    Gaussian mutation and uniform crossover over the genome above (:func:`_evolve`), sharing ``budget``;
+    ``method="es"``: ``runs`` (default :data:`ES_RUNS`; fewer when ``budget`` allows less than 4 generations
+    each) independent runs of a (mu, lambda) evolution strategy with elitism, Gaussian mutation and uniform
+    crossover over the genome above (:func:`_evolve`), sharing ``budget``;
     ``"random"``: uniform genomes; ``"exhaustive"``: every mapping of the space
     (small layers only, ``budget`` ignored); ``"optimal"``: :func:`hwmodel.exact_mapper.optimal_mapping` (the
     whole space, pruned by capacity and bounds; with ``time_limit`` seconds the best so far and a certified
@@ -324,7 +326,9 @@ def search_mapping(
         while evals < budget:
             consider(rng.random((min(population, budget - evals), NUM_GENES)))
     elif method == "es":
-        runs = max(1, min(ES_RUNS, budget // (4 * population)))
+        if runs < 1:
+            raise ValueError(f"ES runs must be >= 1, got {runs}")
+        runs = max(1, min(runs, budget // (4 * population)))
         for run in range(runs):
             if run:
                 run_best.append((np.inf, None))
