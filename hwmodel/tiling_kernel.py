@@ -86,7 +86,8 @@ def _fill(x, t, floor, refetch, held, indexed, window, apart):
 
 #: Rows of the scratch ``work`` (:func:`scratch`): per-tensor / per-dim intermediates of :func:`level_terms`.
 W_FLOOR_L1, W_REFETCH_L1, W_REFETCH_L2, W_HELD, W_ZERO, W_OUTSIDE, W_SWEEP, W_SHARED, W_APART_L1, W_APART_L2 = range(10)
-WORK_ROWS = 10
+W_OUTSIDE_L1 = 10  # inputs' L1 refetch without one window's factor (per window), for :func:`_slide_gain`
+WORK_ROWS = 11
 
 
 @njit(cache=True)
@@ -134,6 +135,8 @@ def level_terms(rows, pairs, sizes, unroll, indexed, window, tc, sc, terms, work
             r2 *= sizes[d] if indexed[t, d] else rows[d, DS_STEPS_L2]
         if t == INPUTS:
             foot *= pairs[0, PS_FOOTPRINT] * pairs[1, PS_FOOTPRINT]
+            work[W_OUTSIDE_L1, 0] = r1 * pairs[1, PS_WINDOW_L1]  # all but the rows window
+            work[W_OUTSIDE_L1, 1] = r1 * pairs[0, PS_WINDOW_L1]
             r1 *= pairs[0, PS_WINDOW_L1] * pairs[1, PS_WINDOW_L1]
             refetch_l2_outside[0] = r2 * pairs[1, PS_WINDOW_L2]  # all but the rows window
             refetch_l2_outside[1] = r2 * pairs[0, PS_WINDOW_L2]
@@ -358,6 +361,14 @@ def each_order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, order
     floor_l1, refetch_l1, refetch_l2 = work[W_FLOOR_L1], work[W_REFETCH_L1], work[W_REFETCH_L2]
     held, zero, sweep, shared = work[W_HELD], work[W_ZERO], work[W_SWEEP], work[W_SHARED]
     compulsory = tc[TC_COMPULSORY]
+    slide = np.zeros(8)  # inputs' L1 fills when X slides a window dim (:func:`_slide_gain`)
+    for w in range(2):
+        for k in range(2):
+            x, y = WINDOW_PAIRS[w][k], WINDOW_PAIRS[w][1 - k]
+            weight_x = sc[SC_STRIDE_H + w] if k == 0 else sc[SC_DIL_H + w]
+            weight_y = sc[SC_DIL_H + w] if k == 0 else sc[SC_STRIDE_H + w]
+            slide[x] = work[W_OUTSIDE_L1, w] * _slide_gain(rows[x], rows[y], sizes[x], sizes[y], unroll[x], weight_x,
+                                                           weight_y)
     for i in range(orders.shape[0]):
         x_dram = _innermost(orders[i, 0], rows, indexed, 3, 0)
         x_l2 = _innermost(orders[i, 1], rows, indexed, 3, 1)
@@ -370,6 +381,8 @@ def each_order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, order
             if t == INPUTS:
                 if x_dram >= 0:
                     f2 = max(f2, sweep[x_dram])
+                if x >= 0:
+                    f1 = max(f1, slide[x])
             else:
                 o1, o2 = _plain_refetch(t, orders[i], rows, sizes, indexed)
                 f1, f2 = max(f1, o1), max(f2, o2)
@@ -380,6 +393,48 @@ def each_order_bounds(rows, pairs, sizes, unroll, indexed, window, tc, sc, order
             e2 += e
             w2 += w
         cycles[i], energy[i] = _combine(compute, e1, w1, e2, w2, sc)
+
+
+@njit(cache=True)
+def _slide_gain(row_x, row_y, size_x, size_y, unroll_x, weight_x, weight_y):
+    """Input rows an L1 must receive while X, the innermost loop > 1 above it, runs over window dim ``x`` (its L2
+    loop, or its DRAM loop when the tiling has no L2 loop), summed over the sweeps of X (x's other loop and array
+    positions, every position of the partner dim ``y``); 0 when ``x`` has no such loop.
+
+    A step of X changes only the tile's rows (``p * stride + r * dilation``), so it fills at least the rows not in
+    the previous tile; over a sweep, at least the union of its tiles less its first. Tiles move forward and only
+    the last ones are cut short by the layer's edge, so step ``k`` adds ``min(length_k, end_k - end_(k-1))`` rows.
+    Times the rest of the inputs' L1 refetch (the other window, the other dims), this bounds the inputs' fills
+    when X slides a window (:func:`each_order_bounds`)."""
+    t1x, t2x = int(row_x[DS_L2_FACTOR]), int(row_x[DS_L1_FACTOR])
+    t0x = int(round(row_x[DS_ABOVE_L1] / t1x))
+    t2y = int(row_y[DS_L1_FACTOR])
+    ux, sx, sy = int(unroll_x), int(size_x), int(size_y)
+    n = t1x if t1x > 1 else t0x  # X's bound
+    outer = t0x if t1x > 1 else 1  # x's DRAM positions around a sweep of its L2 loop
+    if n < 2:
+        return 0.0
+    total = 0.0
+    for extent_y, count_y in ((t2y, sy // t2y), (sy % t2y, 1 if sy % t2y else 0)):
+        if count_y == 0:
+            continue
+        rows = 0.0
+        for i0 in range(outer):
+            for pe in range(ux):
+                lo = ((i0 * n) * ux + pe) * t2x
+                if lo >= sx:
+                    continue  # the sweep's first tile is empty, and so are the rest
+                end = min(lo + t2x, sx)
+                for k in range(1, n):
+                    lo = ((i0 * n + k) * ux + pe) * t2x
+                    if lo >= sx:
+                        break
+                    hi = min(lo + t2x, sx)
+                    length = (hi - lo - 1) * weight_x + (extent_y - 1) * weight_y + 1
+                    rows += min(length, (hi - end) * weight_x)
+                    end = hi
+        total += count_y * rows
+    return total
 
 
 @njit(cache=True, inline="always")

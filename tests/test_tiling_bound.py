@@ -216,3 +216,21 @@ def test_window_steps_that_bring_the_tile_back_are_not_counted_as_disjoint() -> 
     cost = hw.evaluate(layer, ORDER_ACCELS["roomy"], hw.Mapping(temporal, np.ones((3, 8), dtype=np.int64), order))
     tiles = 2 * 2 * 3  # steps above L1; each tile has 2 rows
     assert cost.valid and cost.accesses["inputs"]["l1_writes"] < 2 * tiles  # the kernel agrees: some steps are free
+
+
+def test_slide_gain_counts_the_rows_a_sweep_adds() -> None:
+    """P = 5 in L1 tiles of 2 under an L2 loop of 3 (the last tile padded), R = 3 whole, stride and dilation 1:
+    the sweep's tiles cover rows [0, 4), [2, 6), [4, 7), so past its first tile the L1 receives 2 + 1 rows; with
+    stride 2 the tiles [0, 5), [4, 9), [8, 11) add 4 + 2."""
+    from hwmodel.tiling_bound import _option_row
+    from hwmodel.tiling_kernel import _slide_gain
+
+    p, r = np.array(_option_row(5, (1, 3, 2), 1)), np.array(_option_row(3, (1, 1, 3), 1))
+    assert _slide_gain(p, r, 5, 3, 1, 1.0, 1.0) == 3
+    assert _slide_gain(p, r, 5, 3, 1, 2.0, 1.0) == 6
+    # two PEs along P: each sweeps its own tiles (PE 0: p 0-1, rows [0, 4), then p 4, rows [4, 7): 3 new; PE 1:
+    # p 2-3, then p 6, past the edge: none)
+    p2 = np.array(_option_row(5, (1, 2, 2), 2))
+    assert _slide_gain(p2, r, 5, 3, 2, 1.0, 1.0) == 3
+    # no loop over P above L1: nothing slides
+    assert _slide_gain(np.array(_option_row(5, (1, 1, 5), 1)), r, 5, 3, 1, 1.0, 1.0) == 0
