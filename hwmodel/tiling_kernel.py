@@ -407,7 +407,7 @@ def _slide_gain(row_x, row_y, size_x, size_y, unroll_x, weight_x, weight_y):
     Times the rest of the inputs' L1 refetch (the other window, the other dims), this bounds the inputs' fills
     when X slides a window (:func:`each_order_bounds`)."""
     t1x, t2x = int(row_x[DS_L2_FACTOR]), int(row_x[DS_L1_FACTOR])
-    t0x = int(round(row_x[DS_ABOVE_L1] / t1x))
+    t0x = int(row_x[DS_ABOVE_L1]) // t1x
     t2y = int(row_y[DS_L1_FACTOR])
     ux, sx, sy = int(unroll_x), int(size_x), int(size_y)
     n = t1x if t1x > 1 else t0x  # X's bound
