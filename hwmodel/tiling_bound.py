@@ -44,6 +44,16 @@ the module docstring of :mod:`hwmodel.nestkernel`), not from its code:
 
 The result is the component-wise larger of this and :func:`hwmodel.bounds.lower_bound`, both valid for every
 order. ``tests/test_tiling_bound.py`` checks it against every order of small tilings and against random mappings.
+
+With the order known as well (:meth:`SplitBound.each_order_bounds`, for whole tilings), two counts tighten:
+
+* Weights and outputs: every step of a loop outside the tensor's innermost indexing loop ``q`` above the level
+  resets ``q``, so the tile moves to a disjoint one and is filled whole; a dim that does not index the tensor
+  multiplies the fills by its valid steps over its loops outside ``q`` (at L1, over the PEs too) instead of the
+  cheapest placement the table above assumes.
+* Inputs when ``X`` runs over a window dim: a step of ``X`` changes only the tile's rows and fills at least the
+  rows not in the previous tile, so a sweep of ``X`` fills at least the union of its tiles less its first
+  (:func:`hwmodel.tiling_kernel._slide_gain`), times the other window's rows and the other dims' extents.
 """
 
 from __future__ import annotations
