@@ -12,9 +12,9 @@ tiling when
 
 Every option of the next dim is checked in one compiled call, and the survivors are visited best bound first. Of a
 whole tiling, only the loop orders whose innermost loops (``X`` above L1, ``X'`` above L2) have a bound that can
-beat the incumbent, and then whose own bound (the whole order known) can, are evaluated. All of this only drops mappings that are invalid or cannot be strictly better, so
-an exhausted walk proves the optimum. Cut short by a time limit, the certified bound is the least bound of what the
-walk had not ruled out (:class:`Frontier`).
+beat the incumbent, and then whose own bound (the whole order known) can, are evaluated. All of this only drops
+mappings that are invalid or cannot be strictly better, so an exhausted walk proves the optimum. Cut short by a
+time limit, the certified bound is the least bound of what the walk had not ruled out (:class:`Frontier`).
 """
 
 from __future__ import annotations

@@ -291,9 +291,9 @@ def search_mapping(
     whole space, pruned by capacity and bounds; with ``time_limit`` seconds the best so far and a certified
     bound). The best mapping of each run is then polished by local search (:func:`polish_mapping`, best run
     first, ``polish_budget`` evaluations in all, default ``budget // 2``). ``warm_start``: genomes seeding the
-    first run's first generation (e.g. the parent accelerator's best mappings). The canonical templates are evaluated too unless
-    ``include_templates=False``, so the result is never worse than the best template. Deterministic for a
-    given seed. Raises ``ValueError`` when no valid mapping is found.
+    first run's first generation (e.g. the parent accelerator's best mappings). The canonical templates are
+    evaluated too unless ``include_templates=False``, so the result is never worse than the best template.
+    Deterministic for a given seed. Raises ``ValueError`` when no valid mapping is found.
     """
     if budget < 1:
         raise ValueError(f"search budget must be >= 1 evaluation, got {budget}")
