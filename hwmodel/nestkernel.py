@@ -226,6 +226,35 @@ def _window_coefs(kind, lp):
     return 1, 1
 
 
+@njit(cache=True, _nrt=False, inline="always")
+def _keep_key(idx, n_seen):
+    """Whether the sibling key at ``idx[IDX_KEY:]`` differs from the ``n_seen`` kept at ``idx[IDX_SEEN:]``; a new
+    one is kept (appended) too."""
+    for q in range(n_seen):
+        same = True
+        for lv in range(MAX_LEVELS):
+            if idx[IDX_SEEN + q * MAX_LEVELS + lv] != idx[IDX_KEY + lv]:
+                same = False
+                break
+        if same:
+            return False
+    for lv in range(MAX_LEVELS):
+        idx[IDX_SEEN + n_seen * MAX_LEVELS + lv] = idx[IDX_KEY + lv]
+    return True
+
+
+@njit(cache=True, _nrt=False, inline="always")
+def _tile_terms(kind, lp, da, db, ea, eb, s_new, e_new, oa, ob):
+    """A sibling's terms of the group sums for its new interval ``[s_new, e_new)`` and previous tile at offsets
+    ``oa``/``ob``: ``(new length, overlap with the previous tile where it changed, new length where it did not)``."""
+    s_old, e_old = _interval(kind, lp, da, db, oa, ob, ea, eb)
+    ln = e_new - s_new
+    if s_old == s_new and e_old == e_new:
+        return ln, 0, ln
+    ov = min(e_new, e_old) - max(s_new, s_old)
+    return ln, ov if ov > 0 and e_old > s_old else 0, 0
+
+
 @njit(cache=True, _nrt=False)
 def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi):
     """Sums of one data-space group by enumerating the indices of its loops (exact, any padding).
@@ -319,30 +348,13 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum,
                     union_hi = max(union_hi, e_new)
                 continue
             # siblings of one fanout with equal data offsets are one child (per fanout level)
-            dup = False
-            for q in range(n_seen):
-                same = True
-                for lv in range(MAX_LEVELS):
-                    if idx[IDX_SEEN + q * MAX_LEVELS + lv] != idx[IDX_KEY + lv]:
-                        same = False
-                        break
-                if same:
-                    dup = True
-                    break
-            if dup:
+            if not _keep_key(idx, n_seen):
                 continue
-            for lv in range(MAX_LEVELS):
-                idx[IDX_SEEN + n_seen * MAX_LEVELS + lv] = idx[IDX_KEY + lv]
             n_seen += 1
-            s_old, e_old = _interval(kind, lp, da, db, xa - na + oa_, xb - nb + ob_, ea, eb)
-            ln = e_new - s_new
+            ln, ov, kept = _tile_terms(kind, lp, da, db, ea, eb, s_new, e_new, xa - na + oa_, xb - nb + ob_)
             a_sum += ln
-            if s_old == s_new and e_old == e_new:
-                c_sum += ln
-            else:
-                ov = min(e_new, e_old) - max(s_new, s_old)
-                if ov > 0 and e_old > s_old:
-                    b_sum += ov
+            b_sum += ov
+            c_sum += kept
         if has_union:
             a_sum += union_len
         # advance the summed counters
@@ -470,30 +482,13 @@ def _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
                 s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
                 if e_new <= s_new:
                     continue
-                dup = False
-                for q in range(n_seen):
-                    same = True
-                    for lv in range(MAX_LEVELS):
-                        if idx[IDX_SEEN + q * MAX_LEVELS + lv] != idx[IDX_KEY + lv]:
-                            same = False
-                            break
-                    if same:
-                        dup = True
-                        break
-                if dup:
+                if not _keep_key(idx, n_seen):
                     continue
-                for lv in range(MAX_LEVELS):
-                    idx[IDX_SEEN + n_seen * MAX_LEVELS + lv] = idx[IDX_KEY + lv]
                 n_seen += 1
-                s_old, e_old = _interval(kind, lp, da, db, xa + shift_a, xb + shift_b, ea, eb)
-                ln = e_new - s_new
+                ln, ov, kept = _tile_terms(kind, lp, da, db, ea, eb, s_new, e_new, xa + shift_a, xb + shift_b)
                 a_sum += w * ln
-                if s_old == s_new and e_old == e_new:
-                    c_sum += w * ln
-                else:
-                    ov = min(e_new, e_old) - max(s_new, s_old)
-                    if ov > 0 and e_old > s_old:
-                        b_sum += w * ov
+                b_sum += w * ov
+                c_sum += w * kept
     gsum[gi, GS_A] = a_sum
     gsum[gi, GS_B] = b_sum
     gsum[gi, GS_C] = c_sum
