@@ -227,6 +227,30 @@ def _window_coefs(kind, lp):
 
 
 @njit(cache=True, _nrt=False, inline="always")
+def _sibling(k, kind, lp, da, loops, roles, idx, m, xa, xb):
+    """Sibling ``k`` of the DEDUP and UNION loops among ``idx[:m]`` (mixed radix, the first loop's digit fastest):
+    the offsets ``(xa, xb)`` moved by its indices, and its per-level key (data offsets) into ``idx[IDX_KEY:]``."""
+    ca, cb = _window_coefs(kind, lp)
+    for lv in range(MAX_LEVELS):
+        idx[IDX_KEY + lv] = 0
+    rem = k
+    for i in range(m):
+        j = idx[i]
+        r = roles[j]
+        if r == RO_DEDUP or r == RO_UNION:
+            b = loops[j, LO_BOUND]
+            v = rem % b
+            rem //= b
+            if loops[j, LO_DIM] == da:
+                xa += v * loops[j, LO_STEP]
+                idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * ca
+            else:
+                xb += v * loops[j, LO_STEP]
+                idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * cb
+    return xa, xb
+
+
+@njit(cache=True, _nrt=False, inline="always")
 def _keep_key(idx, n_seen):
     """Whether the sibling key at ``idx[IDX_KEY:]`` differs from the ``n_seen`` kept at ``idx[IDX_SEEN:]``; a new
     one is kept (appended) too."""
@@ -314,27 +338,10 @@ def _group_sums_enum(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum,
         union_hi = -1
         union_len = 0
         has_union = False
+        for i in range(m):
+            has_union = has_union or roles[idx[i]] == RO_UNION
         for k in range(n_inner):
-            rem = k
-            xa = na
-            xb = nb
-            for lv in range(MAX_LEVELS):
-                idx[IDX_KEY + lv] = 0
-            for i in range(m):
-                j = idx[i]
-                r = roles[j]
-                if r == RO_DEDUP or r == RO_UNION:
-                    b = loops[j, LO_BOUND]
-                    v = rem % b
-                    rem //= b
-                    if r == RO_UNION:
-                        has_union = True
-                    if loops[j, LO_DIM] == da:
-                        xa += v * loops[j, LO_STEP]
-                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[0]
-                    else:
-                        xb += v * loops[j, LO_STEP]
-                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * _window_coefs(kind, lp)[1]
+            xa, xb = _sibling(k, kind, lp, da, loops, roles, idx, m, na, nb)
             s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
             if e_new <= s_new:
                 continue
@@ -442,7 +449,6 @@ def _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
     classes' siblings instead of ``|A| * |B|`` configurations times the siblings)."""
     n_a, shift_a = _window_classes(da, lp, ea, loops, n_loops, roles, idx, IDX_WC_A)
     n_b, shift_b = _window_classes(db, lp, eb, loops, n_loops, roles, idx, IDX_WC_B)
-    ca, cb = _window_coefs(kind, lp)
     m = 0  # the siblings' loops (DEDUP), outermost first: the enumeration's digit order
     n_inner = 1
     for j in range(n_loops):
@@ -463,22 +469,7 @@ def _window_sums(kind, da, db, lp, ea, eb, loops, n_loops, roles, idx, gsum, gi)
             base_b = lp[db] - idx[bt + WC_DIST]
             n_seen = 0
             for k in range(n_inner):
-                rem = k
-                xa = base_a
-                xb = base_b
-                for lv in range(MAX_LEVELS):
-                    idx[IDX_KEY + lv] = 0
-                for i in range(m):
-                    j = idx[i]
-                    b = loops[j, LO_BOUND]
-                    v = rem % b
-                    rem //= b
-                    if loops[j, LO_DIM] == da:
-                        xa += v * loops[j, LO_STEP]
-                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * ca
-                    else:
-                        xb += v * loops[j, LO_STEP]
-                        idx[IDX_KEY + loops[j, LO_LEVEL]] += v * loops[j, LO_STEP] * cb
+                xa, xb = _sibling(k, kind, lp, da, loops, roles, idx, m, base_a, base_b)
                 s_new, e_new = _interval(kind, lp, da, db, xa, xb, ea, eb)
                 if e_new <= s_new:
                     continue
