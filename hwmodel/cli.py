@@ -605,35 +605,12 @@ def error_line(exc: BaseException) -> tuple[int, str]:
                            "or --debug for the traceback)")
 
 
-#: Subcommands that run numba kernels (and so get :func:`_skip_numba_blas_probe`).
-NUMBA_COMMANDS = ("evaluate", "cosearch")
 #: OpenMP's wait policy while ``naas-hw`` runs, unless the environment names one. numba's parallel kernels open a
 #: parallel region at every call, even for one mapping (their array allocations are parfors too); with OpenMP's
 #: default spin-wait, the calling thread spins until the worker thread gets a core, which on a machine whose other
 #: cores are busy costs milliseconds per call (one layer's search makes ~50 such calls: 0.2-0.4 s of 1.5 s, measured
 #: on a loaded 2-core box). Passive waiting costs a futex wake (microseconds) per region on an idle machine.
 OMP_WAIT_POLICY = "PASSIVE"
-
-
-def _skip_numba_blas_probe() -> None:
-    """Let numba's first kernel load skip its BLAS probe, which imports ``scipy.linalg`` (~0.2 s with the
-    ``numpy.f2py`` that scipy's array-API shim pulls in) only to choose the inner product of ``np.correlate`` /
-    ``np.convolve``.
-
-    The probe runs once, when ``numba.np.arraymath`` is first imported (as numba loads its first kernel); we import
-    it here with ``scipy.linalg.cython_blas`` unimportable for that moment, so numba records "no BLAS" and those two
-    use its own loop in kernels compiled by this process. hwmodel's kernels call neither; ``np.dot`` and
-    ``np.linalg`` check for BLAS / LAPACK when they are compiled, after the block is lifted, and are unaffected.
-    Nothing is done when numba or scipy got there first."""
-    blocked = "scipy.linalg.cython_blas"
-    if "numba.np.arraymath" in sys.modules or blocked in sys.modules:
-        return
-    sys.modules[blocked] = None  # type: ignore[assignment]  # `import` of it raises ImportError
-    try:
-        import numba.np.arraymath  # noqa: F401
-    finally:
-        if sys.modules.get(blocked, False) is None:
-            del sys.modules[blocked]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -666,8 +643,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except SystemExit as exc:  # argparse: --help (0) or a usage error (2, message already printed)
         return int(exc.code or 0)
     try:
-        if args.command in NUMBA_COMMANDS:
-            _skip_numba_blas_probe()
         return int(args.func(args) or 0)
     except SystemExit as exc:  # a subcommand's usage error (parser.error: message already printed)
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT

@@ -30,17 +30,19 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numba
 import numpy as np
 
 from hwmodel import nestkernel as nk
 from hwmodel.accelerator import Accelerator
 from hwmodel.family import family_params
+from hwmodel.jit import load_numba
 from hwmodel.precision import resolve_precision
 from hwmodel.layer import DIMS, TENSORS, Layer
 from hwmodel.mapping import Mapping
 from hwmodel.nestmodel import layer_params
 
+#: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
+PARALLEL_MIN_BATCH = 4096
 #: Columns of the metrics array returned by :func:`evaluate_batch`.
 METRICS: tuple[str, ...] = nk.FAMILY_METRICS
 M_CYCLES, M_COMPUTE, M_ENERGY, M_EDP, M_UTIL = nk.FM_CYCLES, nk.FM_COMPUTE, nk.FM_ENERGY, nk.FM_EDP, nk.FM_UTIL
@@ -65,17 +67,18 @@ def evaluate_batch(
 
     Returns ``(codes[B], metrics[B, len(METRICS)], counts[B, 3, len(ACCESS_KINDS)])``; ``codes`` index
     :data:`INVALID_REASONS` (0 = valid; invalid rows hold ``inf`` metrics). ``parallel=None`` uses all numba
-    threads for batches of at least 4096 mappings.
+    threads for batches of at least :data:`PARALLEL_MIN_BATCH` mappings.
     """
     if parallel is None:
-        parallel = len(temporal) >= 4096
+        parallel = len(temporal) >= PARALLEL_MIN_BATCH
     fp = family_params(accel, resolve_precision(layer, accel))
-    return nk.family_evaluate_batch(
+    kernel = nk.family_evaluate_batch_threads if parallel else nk.family_evaluate_batch
+    return kernel(
         layer_params(layer),
         np.ascontiguousarray(temporal, dtype=np.int64),
         np.ascontiguousarray(spatial, dtype=np.int64),
         np.ascontiguousarray(order, dtype=np.int64),
-        fp.n_levels, fp.arch_int, fp.arch_float, fp.conn, fp.e_mac, bool(parallel),
+        fp.n_levels, fp.arch_int, fp.arch_float, fp.conn, fp.e_mac,
     )
 
 
@@ -145,7 +148,7 @@ def evaluate(layer: Layer, accel: Accelerator, mapping: Mapping) -> Cost:
 
 def set_num_threads(n: int) -> None:
     """Threads numba uses for batch evaluation."""
-    numba.set_num_threads(n)
+    load_numba().set_num_threads(n)
 
 
 __all__ = [

@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
 
 from hwmodel import nestkernel as nk
 from hwmodel.hierarchy import Hierarchy
+from hwmodel.jit import njit
 from hwmodel.layer import DIMS, TENSORS, Layer
 from hwmodel.nestmodel import (
     NestCost,

@@ -36,7 +36,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+
+from hwmodel.jit import AotSignature, njit, prange
 
 # ---- limits --------------------------------------------------------------------------------------------
 MAX_LEVELS = 8
@@ -1457,7 +1458,8 @@ def family_nest(temporal, spatial, order, n_levels, tf, sfa, od, kp):
             sfa[F_L2, a, d] = spatial[a, d]
 
 
-@njit(cache=True)
+@njit(cache=True, aot=AotSignature("boolean", ("int64[::1]", "int64[:, ::1]", "int64[:, ::1]", "int64", "int64",
+                                               "int64[:, ::1]", "float64[:, ::1]")))
 def family_fits(lp, temporal, spatial, lvl, n_levels, ai, af):
     """Whether the L1 (``lvl`` 0) or L2 (``lvl`` 1) tiles of a partial 3-level mapping fit (DRAM ignored)."""
     ext = np.empty(NUM_DIMS, dtype=np.int64)
@@ -1582,17 +1584,33 @@ def _family_parallel(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac
                       c * _FAMILY_CHUNK, min(n, (c + 1) * _FAMILY_CHUNK))
 
 
+#: Arguments of :func:`family_evaluate_batch` (``lp``, ``temporal`` / ``spatial`` / ``order``, ``n_levels``, ``ai``,
+#: ``af``, ``conn``, ``e_mac``) and its result ``(codes, metrics, counts)``.
+FAMILY_BATCH_SIGNATURE = AotSignature(
+    "Tuple((int64[::1], float64[:, ::1], float64[:, :, ::1]))",
+    ("int64[::1]", "int64[:, :, ::1]", "int64[:, :, ::1]", "int64[:, :, ::1]", "int64", "int64[:, ::1]",
+     "float64[:, ::1]", "int64[:, :, ::1]", "float64"))
+
+
+@njit(cache=True, inline="always")
+def _family_outputs(n):
+    return (np.zeros(n, dtype=np.int64), np.full((n, len(FAMILY_METRICS)), np.inf),
+            np.zeros((n, NUM_TENSORS, len(FAMILY_ACCESS))))
+
+
+@njit(cache=True, aot=FAMILY_BATCH_SIGNATURE)
+def family_evaluate_batch(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac):
+    """Evaluate a batch of 3-level mappings on one thread; returns ``(codes, metrics, counts)``."""
+    codes, metrics, counts = _family_outputs(temporal.shape[0])
+    _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts, 0,
+                  temporal.shape[0])
+    return codes, metrics, counts
+
+
 @njit(cache=True)
-def family_evaluate_batch(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, parallel):
-    """Evaluate a batch of 3-level mappings; returns ``(codes, metrics, counts)``. Serial unless ``parallel``
-    (only then is an OpenMP region opened: a ``parallel=True`` function would run even its array
-    initialisations as parallel loops, one region per call)."""
-    n = temporal.shape[0]
-    codes = np.zeros(n, dtype=np.int64)
-    metrics = np.full((n, len(FAMILY_METRICS)), np.inf)
-    counts = np.zeros((n, NUM_TENSORS, len(FAMILY_ACCESS)))
-    if parallel:
-        _family_parallel(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts)
-    else:
-        _family_range(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts, 0, n)
+def family_evaluate_batch_threads(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac):
+    """:func:`family_evaluate_batch` on numba's threads. The outputs are allocated here, outside the
+    ``parallel=True`` function, which would run even its array initialisations as parallel loops."""
+    codes, metrics, counts = _family_outputs(temporal.shape[0])
+    _family_parallel(lp, temporal, spatial, order, n_levels, ai, af, conn, e_mac, codes, metrics, counts)
     return codes, metrics, counts

@@ -20,12 +20,12 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
-from numba import njit, prange
 
 from hwmodel import nestkernel as nk
 from hwmodel.accelerator import Accelerator
-from hwmodel.costmodel import Cost, evaluate, layer_params
+from hwmodel.costmodel import PARALLEL_MIN_BATCH, Cost, evaluate, layer_params
 from hwmodel.family import L2_LEVEL, family_params
+from hwmodel.jit import AotSignature, njit, prange
 from hwmodel.layer import Layer
 from hwmodel.mapping import Mapping
 from hwmodel.objectives import FAMILY_COLUMNS, Objective, get_objective
@@ -35,8 +35,6 @@ from hwmodel.templates import no_waste_values
 from hwmodel.tiling_bound import DRAM_ROW, L1_ROW, L2_ROW, Option
 
 NUM_GENES = 56
-#: Batches smaller than this are evaluated on one thread (thread start-up costs more than it saves).
-PARALLEL_MIN_BATCH = 4096
 #: Independent ES runs sharing a search's budget (at least 4 generations each); each run's best is polished.
 ES_RUNS = 3
 #: Objective name -> column of ``hwmodel.costmodel.METRICS`` it minimises (from :mod:`hwmodel.objectives`).
@@ -163,21 +161,36 @@ def _decode_evaluate_parallel(genes, lp, n_levels, ai, af, conn, e_mac, metric, 
                                c * chunk, min(n, (c + 1) * chunk))
 
 
-@njit(cache=True)
-def _decode_evaluate(genes, lp, n_levels, ai, af, conn, e_mac, metric, parallel):
-    """Decode and evaluate a population; returns (fitness (inf if invalid), temporal, spatial, order).
+#: Arguments of :func:`_decode_evaluate` (``genes``, ``lp``, ``n_levels``, ``ai``, ``af``, ``conn``, ``e_mac``,
+#: ``metric``) and its result ``(fitness, temporal, spatial, order)``.
+DECODE_EVALUATE_SIGNATURE = AotSignature(
+    "Tuple((float64[::1], int64[:, :, ::1], int64[:, :, ::1], int64[:, :, ::1]))",
+    ("float64[:, ::1]", "int64[::1]", "int64", "int64[:, ::1]", "float64[:, ::1]", "int64[:, :, ::1]", "float64",
+     "int64"))
 
-    Serial unless ``parallel``: only then is an OpenMP region opened (a ``parallel=True`` function runs its
-    array initialisations as parallel loops too, one region per call even for one genome)."""
-    n = genes.shape[0]
-    fit = np.full(n, np.inf)
-    temporal = np.empty((n, 3, 8), dtype=np.int64)
-    spatial = np.empty((n, 3, 8), dtype=np.int64)
-    order = np.empty((n, 3, 8), dtype=np.int64)
-    if parallel:
-        _decode_evaluate_parallel(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order)
-    else:
-        _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order, 0, n)
+
+@njit(cache=True, inline="always")
+def _decode_outputs(n):
+    return (np.full(n, np.inf), np.empty((n, 3, 8), dtype=np.int64), np.empty((n, 3, 8), dtype=np.int64),
+            np.empty((n, 3, 8), dtype=np.int64))
+
+
+@njit(cache=True, aot=DECODE_EVALUATE_SIGNATURE)
+def _decode_evaluate(genes, lp, n_levels, ai, af, conn, e_mac, metric):
+    """Decode and evaluate a population on one thread; returns (fitness (inf if invalid), temporal, spatial,
+    order)."""
+    fit, temporal, spatial, order = _decode_outputs(genes.shape[0])
+    _decode_evaluate_range(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order, 0,
+                           genes.shape[0])
+    return fit, temporal, spatial, order
+
+
+@njit(cache=True)
+def _decode_evaluate_threads(genes, lp, n_levels, ai, af, conn, e_mac, metric):
+    """:func:`_decode_evaluate` on numba's threads. The outputs are allocated here, outside the ``parallel=True``
+    function, which would run even its array initialisations as parallel loops (one OpenMP region each)."""
+    fit, temporal, spatial, order = _decode_outputs(genes.shape[0])
+    _decode_evaluate_parallel(genes, lp, n_levels, ai, af, conn, e_mac, metric, fit, temporal, spatial, order)
     return fit, temporal, spatial, order
 
 
@@ -193,8 +206,8 @@ class MappingProblem:
     def score(self, genes: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         genes = np.ascontiguousarray(genes, dtype=np.float64)
         fp = self._fp
-        return _decode_evaluate(genes, self._lp, fp.n_levels, fp.arch_int, fp.arch_float, fp.conn, fp.e_mac,
-                                self._metric, len(genes) >= PARALLEL_MIN_BATCH)
+        kernel = _decode_evaluate_threads if len(genes) >= PARALLEL_MIN_BATCH else _decode_evaluate
+        return kernel(genes, self._lp, fp.n_levels, fp.arch_int, fp.arch_float, fp.conn, fp.e_mac, self._metric)
 
     def decode(self, genes: np.ndarray) -> Mapping:
         _, t, s, o = self.score(genes[None])

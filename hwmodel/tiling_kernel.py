@@ -12,7 +12,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+
+from hwmodel.jit import AotSignature, njit
 
 # ---- a dim's summary row: each field the least over the dim's options (flags: whether some / every option) ------
 DS_COMPUTE = 0  # temporal iterations t0 * t1 * t2
@@ -303,7 +304,7 @@ def _sweep_clear(row_x, row_y, unroll_x, unroll_y, weight_x, weight_y):
     return not (t0y > 1 and back < span_y * weight_y + extent)
 
 
-@njit(cache=True)
+@njit(cache=True, aot=AotSignature("int64", ("int64", "float64", "float64", "float64", "float64", "boolean", "boolean")))
 def stalled_cycles(compute: float, dram_words: float, l2_words: float, dram_bandwidth: float, noc_bandwidth: float,
                    l1_stalls: bool, l2_stalls: bool) -> float:
     """Timeloop's timing: a level without double buffering (``*_stalls``) stalls while its parent's network fills

@@ -17,3 +17,9 @@ if ! python -c "import naas_train, hwmodel, supernet, torch, pytorch_lightning, 
     python -m pip install -q -e ".[dev]"
     touch .venv/.installed
 fi
+# Ahead-of-time compiled kernels for short naas-hw commands (hwmodel/jit.py), rebuilt when the kernel sources
+# changed (~10-20 s). Without them (no C compiler) everything works on numba's JIT, only start-up is slower.
+if ! python -c "from hwmodel.jit import aot_module; raise SystemExit(aot_module() is None)" 2>/dev/null; then
+    python -m hwmodel.aot_build \
+        || echo "warning: hwmodel's AOT kernels were not built (see above); naas-hw uses numba's JIT" >&2
+fi

@@ -1,7 +1,8 @@
 """Start-up of ``naas-hw`` (issue "Search v2", item 7): the ``--layer`` paths of ``evaluate`` and ``cosearch``
 import no torch / torchvision / onnx / matplotlib / pydantic / ``scipy.linalg``, a second process loads numba's
 kernels from the on-disk cache instead of compiling them, and the start-up measures (OpenMP wait policy, numba's
-BLAS probe, lazy pydantic models) leave nothing behind. Each check runs in a fresh interpreter: ``sys.modules`` of
+BLAS probe, lazy pydantic models) leave nothing behind. (That the AOT kernels spare these commands numba
+altogether is ``tests/test_jit.py``'s.) Each check runs in a fresh interpreter: ``sys.modules`` of
 the test process says nothing about what a command imports."""
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from hwmodel.jit import AOT_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 CONV = "K=64,C=64,P=56,Q=56,R=3,S=3"
@@ -28,14 +31,14 @@ import hwmodel.cli
 out = io.StringIO()
 with contextlib.redirect_stdout(out):
     rc = hwmodel.cli.main(json.loads(sys.argv[1]))
-from numba.core.dispatcher import Dispatcher
+from hwmodel.jit import Kernel
 hits = misses = 0
 for name, mod in list(sys.modules.items()):
     if name.startswith("hwmodel") and mod is not None:
         for obj in vars(mod).values():
-            if isinstance(obj, Dispatcher) and getattr(obj, "_cache", None) is not None:
-                hits += sum(obj.stats.cache_hits.values())
-                misses += sum(obj.stats.cache_misses.values())
+            if isinstance(obj, Kernel) and obj.compiled is not None and obj.compiled._cache is not None:
+                hits += sum(obj.compiled.stats.cache_hits.values())
+                misses += sum(obj.compiled.stats.cache_misses.values())
 modules = sorted(m for m in sys.modules if m)
 blas_ok = True
 try:  # numba's BLAS probe was skipped, not scipy broken for the rest of the process
@@ -47,8 +50,9 @@ print(json.dumps({"rc": rc, "stdout": out.getvalue(), "modules": modules,
 """
 
 
-def probe(*argv: str) -> dict:
+def probe(*argv: str, aot: bool = True) -> dict:
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    env[AOT_ENV] = "1" if aot else "0"
     proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(list(argv))], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -64,9 +68,10 @@ def heavy_imports(result: dict) -> list[str]:
 
 @pytest.fixture(scope="module")
 def evaluate_runs() -> list[dict]:
-    """``evaluate --layer --search`` twice: the first process may compile (a cold numba cache), the second not."""
+    """``evaluate --layer --search`` on numba's JIT (the AOT kernels off) twice: the first process may compile (a
+    cold numba cache), the second not."""
     argv = ("evaluate", "--layer", CONV, "--accelerator", "eyeriss", "--search", "--mapping-budget", "64", "--json")
-    return [probe(*argv) for _ in range(2)]
+    return [probe(*argv, aot=False) for _ in range(2)]
 
 
 def test_evaluate_layer_imports_nothing_heavy(evaluate_runs):
