@@ -9,10 +9,11 @@ from hwmodel.loading import load_accelerator
 from hwmodel.mapping import Mapping, load_mapping, mapping_from_factors
 from hwmodel.presets import PRESETS
 from hwmodel.templates import DATAFLOWS, template_mapping
+from hwmodel.version import __version__
 
 __all__ = [
     "DATAFLOWS", "DIMS", "ENERGY_TABLES", "PRESETS", "TENSORS",
     "Accelerator", "Cost", "EnergyTable", "Layer", "Mapping",
     "LowerBound", "evaluate", "evaluate_batch", "load_accelerator", "lower_bound", "load_mapping", "mapping_from_factors",
-    "merge_layers", "template_mapping",
+    "__version__", "merge_layers", "template_mapping",
 ]

@@ -22,20 +22,15 @@ from hwmodel.mapping import Mapping
 from hwmodel.objectives import get_objective
 from hwmodel.precision import resolve_precision
 from hwmodel.templates import DATAFLOWS, template_mapping
+from hwmodel.version import __version__
 
 #: Version of the report layout below; bump when a key changes meaning or goes away.
 REPORT_SCHEMA_VERSION = 1
-PACKAGE = "naas-trainer"
 
 
-def package_version() -> str | None:
-    """Installed version of this package (``importlib.metadata``), or ``None`` when not installed."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(PACKAGE)
-    except PackageNotFoundError:
-        return None
+def package_version() -> str:
+    """The version of this package (:data:`hwmodel.version.__version__`)."""
+    return __version__
 
 
 def git_sha() -> str | None:

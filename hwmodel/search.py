@@ -394,10 +394,6 @@ def _neighbours(layer: Layer, accel: Accelerator, m: Mapping) -> tuple[np.ndarra
     ts, ss, os_ = [], [], []
 
     def emit(t: np.ndarray, s: np.ndarray, o: np.ndarray) -> None:
-        sp = s.prod(axis=0)
-        t[2] = np.minimum(t[2], np.maximum(1, -(-dims // sp)))  # drop padding a move made superfluous
-        t[1] = np.minimum(t[1], np.maximum(1, -(-dims // (sp * t[2]))))
-        t[0] = np.maximum(1, -(-dims // (sp * t[2] * t[1])))
         ts.append(t)
         ss.append(s)
         os_.append(o)
@@ -455,7 +451,12 @@ def _neighbours(layer: Layer, accel: Accelerator, m: Mapping) -> tuple[np.ndarra
                 o = m.order.copy()
                 o[lvl, i], o[lvl, j] = o[lvl, j], o[lvl, i]
                 emit(m.temporal.copy(), m.spatial.copy(), o)
-    return np.stack(ts), np.stack(ss), np.stack(os_)
+    t, s = np.stack(ts), np.stack(ss)
+    sp = s.prod(axis=1)  # drop the padding a move made superfluous, then re-minimise DRAM
+    t[:, 2] = np.minimum(t[:, 2], np.maximum(1, -(-dims // sp)))
+    t[:, 1] = np.minimum(t[:, 1], np.maximum(1, -(-dims // (sp * t[:, 2]))))
+    t[:, 0] = np.maximum(1, -(-dims // (sp * t[:, 2] * t[:, 1])))
+    return t, s, np.stack(os_)
 
 
 def polish_mapping(

@@ -16,7 +16,10 @@ input); the array is a 32x32 weight-stationary systolic array.
 
 * ours: ``naas-hw evaluate --layer SPEC --accelerator systolic:RxC --search --json`` (the console script of the
   venv running this script), default search budget (2000 evaluations + polish; the templates are evaluated too).
-  It searches the spatial unroll as well as the tiling / loop orders of DRAM, L2 and the PE.
+  It searches the spatial unroll as well as the tiling / loop orders of DRAM, L2 and the PE. Two rows: with the
+  ahead-of-time compiled kernels (``python -m hwmodel.aot_build``, built by ``scripts/setup.sh``; required), which
+  spare the process numba, and with ``NAAS_HW_AOT=0``, numba's JIT loading its cached kernels. Both must find the
+  same mapping.
 * ZigZag: ``zigzag.api.get_hardware_performance_zigzag(workload, accelerator, mapping, opt="EDP")`` with its
   defaults (LOMA temporal mapper, ``lpf_limit=6``, uneven mappings) and its default pipeline, which also writes its
   JSON / pickle results and a memory-hierarchy plot (into a temporary folder). The inputs are written by this
@@ -266,15 +269,16 @@ def main() -> int:
     zz_python, zz_version = ensure_zigzag(Path(args.zigzag_venv))
 
     sys.path.insert(0, str(ROOT))
-    import importlib.metadata
-
+    from hwmodel.jit import AOT_ENV, aot_module
     from hwmodel.loading import load_accelerator
+    from hwmodel.version import __version__
+
+    if aot_module() is None:
+        raise SystemExit("hwmodel's AOT kernels are missing or stale: run `python -m hwmodel.aot_build` "
+                         "(scripts/setup.sh does), or unset NAAS_HW_AOT")
 
     accel = load_accelerator(f"systolic:{rows}x{cols}").to_dict()
-    try:
-        our_version = importlib.metadata.version("naas-trainer")
-    except importlib.metadata.PackageNotFoundError:
-        our_version = "checkout"
+    our_version = __version__
 
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-startup-"))
     work.mkdir(parents=True, exist_ok=True)
@@ -292,26 +296,33 @@ def main() -> int:
         return [str(zz_python), str(work / "run_zigzag.py"), str(work / "workload.yaml"),
                 str(work / "accelerator.yaml"), str(work / "mapping.yaml"), str(out)]
 
-    env = dict(os.environ)
+    env = {k: v for k, v in os.environ.items() if k != AOT_ENV}
+    #: our two rows: the AOT kernels (no numba imported), and numba's JIT loading its cached kernels
+    ours_env = {"ours": {}, "ours_jit": {AOT_ENV: "0"}}
     # warm-up, untimed: numba loads (or compiles, once) its kernels; with PYTHONDONTWRITEBYTECODE unset the
     # checkout's modules get the .pyc an installed package has (pip compiled ZigZag's at install)
     warm_env = {k: v for k, v in env.items() if k != "PYTHONDONTWRITEBYTECODE"}
     load_before = loadavg()
     print(f"warm-up (load {load_before}) ...", file=sys.stderr)
-    timed(ours_cmd, warm_env, cwd=str(work))
+    for extra in ours_env.values():
+        timed(ours_cmd, {**warm_env, **extra}, cwd=str(work))
     timed(zigzag_cmd(0), warm_env, cwd=str(work))
 
-    times: dict[str, list[float]] = {"ours": [], "zigzag": []}
+    times: dict[str, list[float]] = {"ours": [], "ours_jit": [], "zigzag": []}
     figures: dict[str, dict] = {}
     for i in range(1, args.repeats + 1):
-        wall, out = timed(ours_cmd, env, cwd=str(work))
-        times["ours"].append(wall)
-        total = json.loads(out)["total"]
-        figures["ours"] = {"cycles": total["cycles"], "energy_pj": total["energy_pj"]}
+        for key, extra in ours_env.items():
+            wall, out = timed(ours_cmd, {**env, **extra}, cwd=str(work))
+            times[key].append(wall)
+            total = json.loads(out)["total"]
+            figures[key] = {"cycles": total["cycles"], "energy_pj": total["energy_pj"]}
         wall, out = timed(zigzag_cmd(i), env, cwd=str(work))
         times["zigzag"].append(wall)
         figures["zigzag"] = json.loads(out.strip().splitlines()[-1])
-        print(f"run {i}: ours {times['ours'][-1]:.2f} s, zigzag {times['zigzag'][-1]:.2f} s", file=sys.stderr)
+        print(f"run {i}: ours {times['ours'][-1]:.2f} s (JIT {times['ours_jit'][-1]:.2f} s), "
+              f"zigzag {times['zigzag'][-1]:.2f} s", file=sys.stderr)
+    if figures["ours"] != figures["ours_jit"]:
+        raise SystemExit(f"AOT and JIT runs found different mappings: {figures['ours']} vs {figures['ours_jit']}")
     load_after = loadavg()
 
     layer_txt = f"{LAYER_NAME if args.layer == DEFAULT_LAYER else 'layer'} ({args.layer})"
@@ -320,7 +331,8 @@ def main() -> int:
           "energy [pJ] | ZigZag / this |")
     print("|---|---|---|---|---:|---:|---:|---:|---:|")
     for key, tool, version in (("zigzag", "ZigZag (LOMA, opt=EDP)", zz_version),
-                               ("ours", "naas-hw evaluate --search", our_version)):
+                               ("ours_jit", f"naas-hw evaluate --search, numba JIT ({AOT_ENV}=0)", our_version),
+                               ("ours", "naas-hw evaluate --search, AOT kernels", our_version)):
         f = figures[key]
         print(f"| {tool} | {version} | {layer_txt} | {rows}x{cols} WS systolic | {med[key]:.2f} | "
               f"{min(times[key]):.2f} | {f['cycles']:,.0f} | {f['energy_pj']:.4g} | "

@@ -3,6 +3,7 @@ and bad input (exit code 2, one line naming the field, no traceback)."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import math
 import subprocess
@@ -55,7 +56,8 @@ def test_evaluate_layer_json(capsys):
     assert entry["count"] == 1 and entry["macs"] == 64 * 64 * 56 * 56 * 9
     assert report["accelerator"]["name"] == "systolic-32x32"
     assert report["provenance"]["seed"] is None
-    assert report["provenance"]["version"]  # installed package
+    # the version hwmodel.version holds is the installed distribution's (pyproject.toml reads it from there)
+    assert report["provenance"]["version"] == importlib.metadata.version("naas-trainer")
 
 
 def test_im2col_lowers_every_layer(capsys):
