@@ -605,11 +605,11 @@ def error_line(exc: BaseException) -> tuple[int, str]:
                            "or --debug for the traceback)")
 
 
-#: OpenMP's wait policy while ``naas-hw`` runs, unless the environment names one. numba's parallel kernels open a
-#: parallel region at every call, even for one mapping (their array allocations are parfors too); with OpenMP's
-#: default spin-wait, the calling thread spins until the worker thread gets a core, which on a machine whose other
-#: cores are busy costs milliseconds per call (one layer's search makes ~50 such calls: 0.2-0.4 s of 1.5 s, measured
-#: on a loaded 2-core box). Passive waiting costs a futex wake (microseconds) per region on an idle machine.
+#: OpenMP's wait policy while ``naas-hw`` runs, unless the environment names one. Each call of one of numba's
+#: parallel kernels opens a parallel region; with OpenMP's default spin-wait, the calling thread spins until the
+#: worker thread gets a core, which on a machine whose other cores are busy costs milliseconds per call (measured
+#: when every batch ran in parallel: one layer's search made ~50 such calls, 0.2-0.4 s of 1.5 s on a loaded 2-core
+#: box). Passive waiting costs a futex wake (microseconds) per region on an idle machine.
 OMP_WAIT_POLICY = "PASSIVE"
 
 
